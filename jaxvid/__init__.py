@@ -1,0 +1,22 @@
+"""jaxvid: text-guided video editing with latent diffusion in JAX/Flax NNX."""
+
+from jaxvid.weights.loaders import (
+    load_clip,
+    load_text_encoder,
+    load_tiny_vae,
+    load_tokenizer,
+    load_unet,
+    load_vae,
+    save_model,
+)
+
+__all__ = [
+    "load_clip",
+    "load_text_encoder",
+    "load_tiny_vae",
+    "load_tokenizer",
+    "load_unet",
+    "load_vae",
+    "save_model",
+]
+__version__ = "0.1.0"

@@ -1,0 +1,138 @@
+"""Spatial transformer of the SD UNet (diffusers ``Transformer2DModel`` + ``BasicTransformerBlock``)."""
+
+from __future__ import annotations
+
+import jax
+import jax.numpy as jnp
+from flax import nnx
+
+from jaxvid.models.attention import Attention
+from jaxvid.models.layers import Dtype, conv2d, group_norm, layer_norm, linear
+
+
+class GEGLU(nnx.Module):
+    """``proj`` to twice the width, then ``hidden * gelu(gate)`` (exact GELU)."""
+
+    def __init__(self, dim_in: int, dim_out: int, *, rngs: nnx.Rngs, dtype: Dtype | None, param_dtype: Dtype):
+        self.proj = linear(dim_in, dim_out * 2, rngs=rngs, dtype=dtype, param_dtype=param_dtype)
+
+    def __call__(self, x: jax.Array) -> jax.Array:
+        hidden, gate = jnp.split(self.proj(x), 2, axis=-1)
+        return hidden * jax.nn.gelu(gate, approximate=False)
+
+
+class Identity(nnx.Module):
+    """Stands where diffusers keeps a parameter-free ``Dropout`` so list indices match (``net.2``)."""
+
+    def __call__(self, x: jax.Array) -> jax.Array:
+        return x
+
+
+class FeedForward(nnx.Module):
+    def __init__(self, dim: int, *, mult: int = 4, rngs: nnx.Rngs, dtype: Dtype | None, param_dtype: Dtype):
+        inner = dim * mult
+        self.net = nnx.List(
+            [
+                GEGLU(dim, inner, rngs=rngs, dtype=dtype, param_dtype=param_dtype),
+                Identity(),
+                linear(inner, dim, rngs=rngs, dtype=dtype, param_dtype=param_dtype),
+            ]
+        )
+
+    def __call__(self, x: jax.Array) -> jax.Array:
+        for layer in self.net:
+            x = layer(x)
+        return x
+
+
+class BasicTransformerBlock(nnx.Module):
+    """Pre-norm self-attention, cross-attention to the text, GEGLU feed-forward."""
+
+    def __init__(
+        self,
+        dim: int,
+        heads: int,
+        dim_head: int,
+        *,
+        cross_attention_dim: int,
+        upcast_attention: bool = False,
+        attention_kernel: str = "xla",
+        rngs: nnx.Rngs,
+        dtype: Dtype | None = jnp.float32,
+        param_dtype: Dtype = jnp.float32,
+    ):
+        kw = dict(rngs=rngs, dtype=dtype, param_dtype=param_dtype)
+        attn = dict(heads=heads, dim_head=dim_head, upcast_attention=upcast_attention, kernel=attention_kernel)
+        self.norm1 = layer_norm(dim, 1e-5, **kw)
+        self.attn1 = Attention(dim, **attn, **kw)
+        self.norm2 = layer_norm(dim, 1e-5, **kw)
+        self.attn2 = Attention(dim, cross_attention_dim=cross_attention_dim, **attn, **kw)
+        self.norm3 = layer_norm(dim, 1e-5, **kw)
+        self.ff = FeedForward(dim, **kw)
+
+    def __call__(self, x: jax.Array, context: jax.Array) -> jax.Array:
+        x = x + self.attn1(self.norm1(x))
+        x = x + self.attn2(self.norm2(x), context)
+        return x + self.ff(self.norm3(x))
+
+
+class Transformer2DModel(nnx.Module):
+    """GroupNorm, ``proj_in`` (1x1 conv, or linear for SD2), blocks over H*W tokens, ``proj_out``, residual."""
+
+    def __init__(
+        self,
+        num_attention_heads: int,
+        attention_head_dim: int,
+        in_channels: int,
+        *,
+        num_layers: int = 1,
+        cross_attention_dim: int,
+        norm_num_groups: int = 32,
+        use_linear_projection: bool = False,
+        upcast_attention: bool = False,
+        attention_kernel: str = "xla",
+        rngs: nnx.Rngs,
+        dtype: Dtype | None = jnp.float32,
+        param_dtype: Dtype = jnp.float32,
+    ):
+        kw = dict(rngs=rngs, dtype=dtype, param_dtype=param_dtype)
+        inner = num_attention_heads * attention_head_dim
+        self.use_linear_projection = use_linear_projection
+        self.norm = group_norm(in_channels, norm_num_groups, 1e-6, **kw)
+        if use_linear_projection:
+            self.proj_in = linear(in_channels, inner, **kw)
+            self.proj_out = linear(inner, in_channels, **kw)
+        else:
+            self.proj_in = conv2d(in_channels, inner, 1, padding=0, **kw)
+            self.proj_out = conv2d(inner, in_channels, 1, padding=0, **kw)
+        self.transformer_blocks = nnx.List(
+            [
+                BasicTransformerBlock(
+                    inner,
+                    num_attention_heads,
+                    attention_head_dim,
+                    cross_attention_dim=cross_attention_dim,
+                    upcast_attention=upcast_attention,
+                    attention_kernel=attention_kernel,
+                    **kw,
+                )
+                for _ in range(num_layers)
+            ]
+        )
+
+    def __call__(self, x: jax.Array, context: jax.Array) -> jax.Array:
+        b, h, w, c = x.shape
+        residual = x
+        x = self.norm(x)
+        if self.use_linear_projection:
+            x = self.proj_in(x.reshape(b, h * w, c))
+        else:
+            x = self.proj_in(x)
+            x = x.reshape(b, h * w, x.shape[-1])
+        for block in self.transformer_blocks:
+            x = block(x, context)
+        if self.use_linear_projection:
+            x = self.proj_out(x).reshape(b, h, w, c)
+        else:
+            x = self.proj_out(x.reshape(b, h, w, x.shape[-1]))
+        return x + residual

@@ -1,0 +1,74 @@
+"""Prompt tokenisation and encoding (CLIP BPE, 77 tokens).
+
+Over-long prompts are never cut silently: by default the dropped words are reported with a
+warning, and ``strict=True`` turns that into an error (the editors use it).
+"""
+
+from __future__ import annotations
+
+import warnings
+from pathlib import Path
+from typing import Sequence
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from jaxvid.models.clip import CLIPTextModel
+
+DEFAULT_TOKENIZER_DIR = Path(__file__).parent / "assets" / "clip_tokenizer"
+
+
+class PromptTooLongError(ValueError):
+    """A prompt does not fit the text encoder's token window."""
+
+
+def default_tokenizer():
+    """The real CLIP BPE tokenizer shipped with jaxvid (same vocabulary as SD 1.x)."""
+    from jaxvid.weights.loaders import load_tokenizer
+
+    return load_tokenizer(DEFAULT_TOKENIZER_DIR)
+
+
+def tokenize(tokenizer, prompts: str | Sequence[str], *, max_length: int = 77, strict: bool = False) -> np.ndarray:
+    """Token ids ``[B, max_length]`` (BOS, text, EOS, padding).
+
+    A prompt longer than the window is truncated with a warning naming the dropped text, or
+    raises :class:`PromptTooLongError` when ``strict``.
+    """
+    if isinstance(prompts, str):
+        prompts = [prompts]
+    if not all(isinstance(p, str) for p in prompts):
+        raise TypeError(f"prompts must be strings, got {[type(p).__name__ for p in prompts]}")
+    full = tokenizer(list(prompts), padding=False, truncation=False)["input_ids"]
+    for p, ids in zip(prompts, full):
+        if len(ids) > max_length:
+            kept = tokenizer.decode(ids[1 : max_length - 1])
+            dropped = tokenizer.decode(ids[max_length - 1 : -1])
+            msg = (
+                f"prompt is {len(ids) - 2} tokens, over the text encoder's limit of {max_length - 2}: "
+                f"kept {kept!r}, dropped {dropped!r}"
+            )
+            if strict:
+                raise PromptTooLongError(msg)
+            warnings.warn(msg, stacklevel=2)
+    enc = tokenizer(list(prompts), padding="max_length", max_length=max_length, truncation=True, return_tensors="np")
+    return np.asarray(enc["input_ids"], dtype=np.int32)
+
+
+@jax.jit
+def _encode(graphdef, state, ids):
+    from flax import nnx
+
+    return nnx.merge(graphdef, state)(ids).last_hidden_state
+
+
+def encode_prompts(
+    text_encoder: CLIPTextModel, tokenizer, prompts: str | Sequence[str], *, strict: bool = False
+) -> jax.Array:
+    """Per-token text embeddings ``[B, 77, D]`` that condition the UNet (empty string = unconditional)."""
+    from flax import nnx
+
+    ids = tokenize(tokenizer, prompts, max_length=text_encoder.config.max_position_embeddings, strict=strict)
+    graphdef, state = nnx.split(text_encoder)
+    return _encode(graphdef, state, jnp.asarray(ids))

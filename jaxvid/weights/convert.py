@@ -1,0 +1,111 @@
+"""Mechanical conversion between NNX parameters and PyTorch state dicts.
+
+NNX path ``down_blocks.0.resnets.1.conv1.kernel`` <-> torch key ``down_blocks.0.resnets.1.conv1.weight``:
+``kernel``/``scale``/``embedding`` become ``weight``; linear kernels are transposed; conv kernels go
+from OIHW to HWIO. Every other parameter keeps its name and layout. Strict: any missing, unmapped
+or mis-shaped key raises :class:`WeightMismatchError` naming them.
+"""
+
+from __future__ import annotations
+
+from typing import Callable, Iterable, TypeVar
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+from flax import nnx
+
+from jaxvid.weights.errors import WeightMismatchError
+from jaxvid.weights.files import TensorSource
+
+M = TypeVar("M", bound=nnx.Module)
+
+_LEAF_TO_TORCH = {"kernel": "weight", "scale": "weight", "embedding": "weight"}
+
+
+def param_paths(model: nnx.Module) -> dict[str, nnx.Variable]:
+    """Dotted NNX path -> parameter variable, for every ``nnx.Param`` of the model."""
+    return {".".join(str(p) for p in path): var for path, var in nnx.to_flat_state(nnx.state(model, nnx.Param))}
+
+
+def torch_key(nnx_path: str) -> str:
+    head, _, leaf = nnx_path.rpartition(".")
+    leaf = _LEAF_TO_TORCH.get(leaf, leaf)
+    return f"{head}.{leaf}" if head else leaf
+
+
+def _leaf(nnx_path: str) -> str:
+    return nnx_path.rpartition(".")[2]
+
+
+def from_torch_layout(nnx_path: str, array: np.ndarray) -> np.ndarray:
+    if _leaf(nnx_path) == "kernel":
+        if array.ndim == 2:
+            return array.T
+        if array.ndim == 4:
+            return array.transpose(2, 3, 1, 0)
+    return array
+
+
+def to_torch_layout(nnx_path: str, array: np.ndarray) -> np.ndarray:
+    if _leaf(nnx_path) == "kernel":
+        if array.ndim == 2:
+            return array.T
+        if array.ndim == 4:
+            return array.transpose(3, 2, 0, 1)
+    return array
+
+
+def load_state_into(
+    model: M,
+    source: TensorSource,
+    *,
+    rename: Callable[[str], str] | None = None,
+    ignore: Iterable[str] = (),
+) -> M:
+    """Fill ``model`` (usually abstract, from ``nnx.eval_shape``) with the tensors of ``source``.
+
+    ``rename`` maps file keys to the model's torch-style keys (e.g. deprecated VAE attention
+    names); keys whose name ends with one of ``ignore`` are non-parameter buffers and are skipped.
+    Arrays are cast to each parameter's own ``param_dtype``.
+    """
+    ignore = tuple(ignore)
+    tensors = {
+        (rename(k) if rename else k): v for k, v in source.tensors.items() if not (ignore and k.endswith(ignore))
+    }
+    params = param_paths(model)
+    if source.layout == "torch":
+        wanted = {torch_key(p): p for p in params}
+    else:
+        wanted = {p: p for p in params}
+    missing = sorted(k for k in wanted if k not in tensors)
+    unexpected = sorted(k for k in tensors if k not in wanted)
+    misshaped = []
+    new_values: dict[str, jax.Array] = {}
+    for key, path in wanted.items():
+        if key not in tensors:
+            continue
+        var = params[path]
+        arr = tensors[key]
+        if source.layout == "torch":
+            arr = from_torch_layout(path, arr)
+        if tuple(arr.shape) != tuple(var.shape):
+            misshaped.append((key, tuple(tensors[key].shape), tuple(var.shape)))
+            continue
+        new_values[path] = jnp.asarray(arr, dtype=var.dtype)
+    if missing or unexpected or misshaped:
+        raise WeightMismatchError(str(source.path), missing, unexpected, misshaped)
+    for path, var in params.items():
+        var.set_value(new_values[path])
+    return model
+
+
+def export_torch_state(model: nnx.Module, dtype: np.dtype | None = None) -> dict[str, np.ndarray]:
+    """The model's parameters as a torch-layout state dict (numpy), e.g. for safetensors."""
+    out = {}
+    for path, var in param_paths(model).items():
+        arr = np.asarray(var.get_value())
+        if dtype is not None:
+            arr = arr.astype(dtype)
+        out[torch_key(path)] = np.ascontiguousarray(to_torch_layout(path, arr))
+    return out
