@@ -9,9 +9,14 @@ from jaxvid.weights.loaders import (
     load_vae,
     save_model,
 )
+from jaxvid.weights.lora import load_lora
+from jaxvid.pipelines.bundle import ModelBundle, load_pipeline
 
 __all__ = [
     "load_clip",
+    "load_lora",
+    "load_pipeline",
+    "ModelBundle",
     "load_text_encoder",
     "load_tiny_vae",
     "load_tokenizer",

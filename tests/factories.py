@@ -141,7 +141,7 @@ def save_pipeline(path: Path, seed: int = 0) -> Path:
     save_vae(path / "vae", seed)
     save_text_encoder(path / "text_encoder", seed)
     save_tokenizer(path / "tokenizer")
-    LCMScheduler(beta_schedule="scaled_linear", beta_start=0.00085, beta_end=0.012).save_pretrained(path / "scheduler")
+    LCMScheduler(beta_schedule="scaled_linear", beta_start=0.00085, beta_end=0.012, steps_offset=1).save_pretrained(path / "scheduler")
     (path / "model_index.json").write_text(
         json.dumps(
             {

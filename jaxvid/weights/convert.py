@@ -47,6 +47,15 @@ def from_torch_layout(nnx_path: str, array: np.ndarray) -> np.ndarray:
     return array
 
 
+def torch_shape(nnx_path: str, shape: tuple[int, ...]) -> tuple[int, ...]:
+    """The PyTorch shape of a parameter of NNX shape ``shape``."""
+    if _leaf(nnx_path) == "kernel" and len(shape) == 2:
+        return (shape[1], shape[0])
+    if _leaf(nnx_path) == "kernel" and len(shape) == 4:
+        return (shape[3], shape[2], shape[0], shape[1])
+    return tuple(shape)
+
+
 def to_torch_layout(nnx_path: str, array: np.ndarray) -> np.ndarray:
     if _leaf(nnx_path) == "kernel":
         if array.ndim == 2:
@@ -90,7 +99,8 @@ def load_state_into(
         if source.layout == "torch":
             arr = from_torch_layout(path, arr)
         if tuple(arr.shape) != tuple(var.shape):
-            misshaped.append((key, tuple(tensors[key].shape), tuple(var.shape)))
+            want = torch_shape(path, var.shape) if source.layout == "torch" else tuple(var.shape)
+            misshaped.append((key, tuple(tensors[key].shape), want))
             continue
         new_values[path] = jnp.asarray(arr, dtype=var.dtype)
     if missing or unexpected or misshaped:

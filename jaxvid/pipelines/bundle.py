@@ -1,0 +1,84 @@
+"""The model bundle: everything a pipeline needs, loaded from one diffusers model folder."""
+
+from __future__ import annotations
+
+import dataclasses
+from pathlib import Path
+from typing import Any
+
+import jax.numpy as jnp
+
+from jaxvid.models.clip import CLIPTextModel
+from jaxvid.models.layers import Dtype
+from jaxvid.models.tiny_vae import AutoencoderTiny
+from jaxvid.models.unet import UNet2DConditionModel
+from jaxvid.models.vae import AutoencoderKL
+from jaxvid.models.config import read_json
+from jaxvid.schedulers.schedule import NoiseSchedule, make_schedule, schedule_from_config
+from jaxvid.weights.errors import WeightFileError
+from jaxvid.weights.loaders import load_text_encoder, load_tiny_vae, load_tokenizer, load_unet, load_vae
+
+_REQUIRED = ("unet", "vae", "text_encoder", "tokenizer")
+
+
+@dataclasses.dataclass
+class ModelBundle:
+    """UNet, autoencoder (KL or tiny), CLIP text encoder + tokenizer, and the noise schedule."""
+
+    unet: UNet2DConditionModel
+    vae: AutoencoderKL | AutoencoderTiny
+    text_encoder: CLIPTextModel
+    tokenizer: Any
+    schedule: NoiseSchedule
+    source: str = ""
+
+    @property
+    def vae_scale(self) -> int:
+        return self.vae.config.downsample_factor
+
+    def replace(self, **changes: Any) -> "ModelBundle":
+        return dataclasses.replace(self, **changes)
+
+
+def load_pipeline(
+    model_dir: str | Path,
+    *,
+    dtype: Dtype | None = jnp.float32,
+    param_dtype: Dtype = jnp.float32,
+    variant: str | None = None,
+    attention_kernel: str = "xla",
+    tiny_vae: str | Path | None = None,
+) -> ModelBundle:
+    """Load a whole diffusers SD folder (``model_index.json`` + component folders).
+
+    ``tiny_vae`` names a TAESD folder to use instead of the folder's own VAE (fast streaming).
+    A missing ``scheduler/`` falls back to SD's scaled-linear schedule.
+    """
+    root = Path(model_dir)
+    if not root.is_dir():
+        raise WeightFileError(f"model folder not found: {root}")
+    index_file = root / "model_index.json"
+    if not index_file.exists():
+        raise WeightFileError(f"{root} has no model_index.json; is it a diffusers model folder?")
+    index = read_json(index_file)
+    missing = [c for c in _REQUIRED if c not in index or not (root / c).is_dir()]
+    if missing:
+        raise WeightFileError(f"{root} lacks component folder(s) {missing} named by a Stable Diffusion model_index.json")
+    kw = dict(dtype=dtype, param_dtype=param_dtype, variant=variant)
+    unet = load_unet(root / "unet", attention_kernel=attention_kernel, **kw)
+    if tiny_vae is not None:
+        vae = load_tiny_vae(tiny_vae, dtype=dtype, param_dtype=param_dtype)
+    elif index["vae"][-1] == "AutoencoderTiny":
+        vae = load_tiny_vae(root / "vae", **kw)
+    else:
+        vae = load_vae(root / "vae", **kw)
+    sched_cfg = root / "scheduler" / "scheduler_config.json"
+    schedule = schedule_from_config(read_json(sched_cfg)) if sched_cfg.exists() else make_schedule()
+    return ModelBundle(
+        unet=unet,
+        vae=vae,
+        text_encoder=load_text_encoder(root / "text_encoder", **kw),
+        tokenizer=load_tokenizer(root / "tokenizer"),
+        schedule=schedule,
+        source=str(root),
+    )
