@@ -1,0 +1,45 @@
+"""The built-in default model used when no ``--model`` folder is given.
+
+Until the toy-world model trained by jaxvid ships (DESIGN §10), this is a tiny *randomly
+initialised* SD-architecture model (``configs/models.py:tiny``) with the real CLIP tokenizer:
+the whole stack runs end to end in seconds on a CPU, but its pictures are noise.
+"""
+
+from __future__ import annotations
+
+from typing import Mapping
+
+import jax.numpy as jnp
+from flax import nnx
+
+from configs.models import get_config
+from jaxvid.models.clip import CLIPTextConfig, CLIPTextModel
+from jaxvid.models.unet import UNet2DConditionModel, UNetConfig
+from jaxvid.models.vae import AutoencoderKL, VAEConfig
+from jaxvid.pipelines.bundle import ModelBundle
+from jaxvid.schedulers.schedule import make_schedule
+from jaxvid.text import default_tokenizer
+
+DEFAULT_MODEL_NOTE = (
+    "no --model given: using jaxvid's built-in tiny RANDOM model (configs/models.py:tiny). "
+    "It exercises the whole pipeline but its outputs are noise; pass --model DIR with a "
+    "diffusers Stable Diffusion / LCM folder for real results."
+)
+
+
+def random_bundle(preset: str | Mapping = "tiny", seed: int = 0) -> ModelBundle:
+    """Randomly initialised models of a ``configs/models.py`` preset (or an equivalent mapping)."""
+    c = get_config(preset) if isinstance(preset, str) else preset
+    dtype, pdtype = jnp.dtype(c["dtype"]), jnp.dtype(c["param_dtype"])
+    rngs = nnx.Rngs(seed)
+    kw = dict(rngs=rngs, dtype=dtype, param_dtype=pdtype)
+    return ModelBundle(
+        unet=UNet2DConditionModel(
+            UNetConfig.from_dict(dict(c["unet"]), attention_kernel=c["attention_kernel"]), **kw
+        ),
+        vae=AutoencoderKL(VAEConfig.from_dict(dict(c["vae"])), **kw),
+        text_encoder=CLIPTextModel(CLIPTextConfig.from_dict(dict(c["text_encoder"])), **kw),
+        tokenizer=default_tokenizer(),
+        schedule=make_schedule(set_alpha_to_one=True),
+        source=f"random:{c['name'] if 'name' in c else 'custom'}",
+    )
