@@ -13,7 +13,7 @@ import jaxvid
 from jaxvid.models.unet import UNet2DConditionModel, UNetConfig
 from jaxvid.weights.convert import param_paths
 from jaxvid.weights.errors import WeightFileError, WeightMismatchError
-from jaxvid.weights.loaders import abstract_model
+from jaxvid.models.build import abstract_model
 from tests import factories
 
 

@@ -10,9 +10,8 @@ from __future__ import annotations
 from typing import Mapping
 
 import jax.numpy as jnp
-from flax import nnx
-
 from configs.models import get_config
+from jaxvid.models.build import init_model
 from jaxvid.models.clip import CLIPTextConfig, CLIPTextModel
 from jaxvid.models.unet import UNet2DConditionModel, UNetConfig
 from jaxvid.models.vae import AutoencoderKL, VAEConfig
@@ -31,14 +30,14 @@ def random_bundle(preset: str | Mapping = "tiny", seed: int = 0) -> ModelBundle:
     """Randomly initialised models of a ``configs/models.py`` preset (or an equivalent mapping)."""
     c = get_config(preset) if isinstance(preset, str) else preset
     dtype, pdtype = jnp.dtype(c["dtype"]), jnp.dtype(c["param_dtype"])
-    rngs = nnx.Rngs(seed)
-    kw = dict(rngs=rngs, dtype=dtype, param_dtype=pdtype)
+    kw = dict(dtype=dtype, param_dtype=pdtype)
+    ucfg = UNetConfig.from_dict(dict(c["unet"]), attention_kernel=c["attention_kernel"])
+    vcfg = VAEConfig.from_dict(dict(c["vae"]))
+    tcfg = CLIPTextConfig.from_dict(dict(c["text_encoder"]))
     return ModelBundle(
-        unet=UNet2DConditionModel(
-            UNetConfig.from_dict(dict(c["unet"]), attention_kernel=c["attention_kernel"]), **kw
-        ),
-        vae=AutoencoderKL(VAEConfig.from_dict(dict(c["vae"])), **kw),
-        text_encoder=CLIPTextModel(CLIPTextConfig.from_dict(dict(c["text_encoder"])), **kw),
+        unet=init_model(lambda r: UNet2DConditionModel(ucfg, rngs=r, **kw), seed),
+        vae=init_model(lambda r: AutoencoderKL(vcfg, rngs=r, **kw), seed + 1),
+        text_encoder=init_model(lambda r: CLIPTextModel(tcfg, rngs=r, **kw), seed + 2),
         tokenizer=default_tokenizer(),
         schedule=make_schedule(set_alpha_to_one=True),
         source=f"random:{c['name'] if 'name' in c else 'custom'}",

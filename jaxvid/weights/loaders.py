@@ -15,6 +15,7 @@ import jax.numpy as jnp
 import numpy as np
 from flax import nnx
 
+from jaxvid.models.build import abstract_model
 from jaxvid.models.clip import CLIPConfig, CLIPModel, CLIPTextConfig, CLIPTextModel
 from jaxvid.models.config import config_to_dict, read_json
 from jaxvid.models.layers import Dtype
@@ -38,11 +39,6 @@ def _config(folder: Path) -> dict[str, Any]:
     if not cfg.exists():
         raise WeightFileError(f"{folder} has no config.json (is it a diffusers/transformers component folder?)")
     return read_json(cfg)
-
-
-def abstract_model(factory: Callable[[nnx.Rngs], M]) -> M:
-    """Build a model without allocating or initialising its weights."""
-    return nnx.eval_shape(lambda: factory(nnx.Rngs(0)))
 
 
 def _load(folder: Path, factory: Callable[[nnx.Rngs], M], variant: str | None, **kw: Any) -> M:

@@ -1,0 +1,170 @@
+"""The ``jaxvid`` command. Thin: parses arguments and calls library functions.
+
+    jaxvid generate --prompt "a red circle moving on a blue background" -o outputs/demo.png
+    jaxvid generate --model ./stable-diffusion-v1-5 --lora ./lcm-lora-sdv1-5 --prompt "..." -o out.png
+    jaxvid info --model ./stable-diffusion-v1-5
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+from pathlib import Path
+
+from rich.console import Console
+
+console = Console(stderr=True)
+
+
+def _dtype(name: str):
+    import jax.numpy as jnp
+
+    return {"float32": jnp.float32, "fp32": jnp.float32, "bfloat16": jnp.bfloat16, "bf16": jnp.bfloat16,
+            "float16": jnp.float16, "fp16": jnp.float16}[name]
+
+
+def _size(text: str) -> tuple[int, int]:
+    try:
+        if "x" in text:
+            h, w = text.lower().split("x")
+            return int(h), int(w)
+        return int(text), int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"size must be N or HxW, got {text!r}") from None
+
+
+def load_bundle(args: argparse.Namespace):
+    """The model bundle named by ``--model`` (+ ``--lora``), or the built-in default."""
+    from jaxvid.pipelines.bundle import load_pipeline
+    from jaxvid.pipelines.default import DEFAULT_MODEL_NOTE, random_bundle
+    from jaxvid.weights.lora import load_lora
+
+    t0 = time.perf_counter()
+    with console.status("loading model"):
+        if args.model is None:
+            console.print(f"[yellow]note:[/] {DEFAULT_MODEL_NOTE}")
+            bundle = random_bundle("tiny")
+        else:
+            dt = _dtype(args.dtype)
+            bundle = load_pipeline(args.model, dtype=dt, param_dtype=dt, attention_kernel=args.attention)
+        if args.lora:
+            load_lora(bundle.unet, args.lora, scale=args.lora_scale)
+    console.print(f"loaded {bundle.source} in {time.perf_counter() - t0:.1f}s")
+    return bundle
+
+
+def _add_model_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--model", type=Path, help="diffusers Stable Diffusion/LCM folder (default: built-in tiny model)")
+    p.add_argument("--lora", type=Path, help="LoRA file or folder to fuse (e.g. LCM-LoRA)")
+    p.add_argument("--lora-scale", type=float, default=1.0)
+    p.add_argument("--dtype", default="float32", choices=["float32", "bfloat16", "float16"])
+    p.add_argument("--attention", default="xla", choices=["xla", "cudnn"], help="attention kernel")
+
+
+def cmd_generate(args: argparse.Namespace) -> int:
+    import numpy as np
+    from PIL import Image
+
+    from configs.image import get_config
+    from jaxvid.pipelines.image import ImagePipeline
+
+    cfg = get_config()
+    bundle = load_bundle(args)
+    pipe = ImagePipeline(bundle, original_inference_steps=cfg.original_inference_steps)
+    prompts = [args.prompt] * args.num_images
+    kw = dict(negative_prompt=args.negative_prompt, steps=args.steps, guidance_scale=args.guidance, seed=args.seed)
+    t0 = time.perf_counter()
+    with console.status(f"sampling {args.steps} LCM steps (first call compiles)"):
+        if args.image is not None:
+            img = Image.open(args.image).convert("RGB")
+            if args.size:
+                img = img.resize(args.size[::-1], Image.BICUBIC)
+            arr = np.asarray(img)[None].repeat(args.num_images, 0)
+            out = pipe.img2img(arr, prompts, strength=args.strength, **kw)
+        else:
+            h, w = args.size or (None, None)
+            out = pipe.txt2img(prompts, height=h, width=w, **kw)
+    console.print(f"sampled {len(out)} image(s) {out.shape[1]}x{out.shape[2]} in {time.perf_counter() - t0:.2f}s")
+    args.output.parent.mkdir(parents=True, exist_ok=True)
+    Image.fromarray(np.concatenate(list(out), axis=1)).save(args.output)
+    console.print(f"wrote {args.output}")
+    return 0
+
+
+def cmd_info(args: argparse.Namespace) -> int:
+    import numpy as np
+
+    from jaxvid.weights.convert import param_paths
+
+    bundle = load_bundle(args)
+    for name in ("unet", "vae", "text_encoder"):
+        m = getattr(bundle, name)
+        params = param_paths(m)
+        n = sum(int(np.prod(v.shape)) for v in params.values())
+        dtypes = sorted({str(v.dtype) for v in params.values()})
+        console.print(f"{name:13s} {type(m).__name__:22s} {n:>13,d} params  {','.join(dtypes)}")
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    from configs.image import get_config
+
+    d = get_config()
+    parser = argparse.ArgumentParser(prog="jaxvid", description="Text-guided video editing with latent diffusion in JAX.")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    g = sub.add_parser("generate", help="text-to-image / image-to-image with LCM (whole-stack smoke test)")
+    _add_model_args(g)
+    g.add_argument("--prompt", default=d.prompt)
+    g.add_argument("--negative-prompt", default=d.negative_prompt)
+    g.add_argument("--image", type=Path, help="input image for img2img")
+    g.add_argument("--strength", type=float, default=d.strength, help="img2img: share of the schedule re-run")
+    g.add_argument("--steps", type=int, default=d.steps)
+    g.add_argument("--guidance", type=float, default=d.guidance_scale)
+    g.add_argument("--size", type=_size, help="N or HxW pixels (default: the model's sample size)")
+    g.add_argument("--seed", type=int, default=d.seed)
+    g.add_argument("--num-images", type=int, default=1)
+    g.add_argument("-o", "--output", type=Path, default=Path("outputs/generate.png"))
+    g.set_defaults(func=cmd_generate)
+
+    i = sub.add_parser("info", help="print the components and parameter counts of a model")
+    _add_model_args(i)
+    i.set_defaults(func=cmd_info)
+    return parser
+
+
+def enable_compilation_cache() -> None:
+    """Persist XLA compilations across runs (``$JAXVID_CACHE`` or ``~/.cache/jaxvid/xla``): the
+    second run of a command skips model-init and sampler compiles."""
+    import os
+
+    import jax
+
+    path = os.environ.get("JAXVID_CACHE", os.path.expanduser("~/.cache/jaxvid/xla"))
+    jax.config.update("jax_compilation_cache_dir", path)
+    jax.config.update("jax_persistent_cache_min_compile_time_secs", 0.5)
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    enable_compilation_cache()
+    try:
+        return args.func(args)
+    except KeyboardInterrupt:
+        console.print("[red]interrupted[/]")
+        return 130
+    except (FileNotFoundError, ValueError, NotImplementedError, TypeError) as e:
+        console.print(f"[red]error:[/] {e}")
+        return 2
+    except Exception as e:
+        from jaxvid.weights.errors import WeightsError
+
+        if isinstance(e, WeightsError):
+            console.print(f"[red]error:[/] {e}")
+            return 2
+        raise
+
+
+if __name__ == "__main__":
+    sys.exit(main())
