@@ -6,8 +6,23 @@ import jax
 import jax.numpy as jnp
 from flax import nnx
 
+from typing import Any, Protocol
+
 from jaxvid.models.attention import Attention
 from jaxvid.models.layers import Dtype, conv2d, group_norm, layer_norm, linear
+
+
+class AttentionControl(Protocol):
+    """Per-call attention variant (e.g. FastVideoEdit's CF-Masa/Re-CA), passed as a pytree
+    argument through the UNet. It computes the attention outputs of a block from that block's
+    own projections (so the same weights serve every variant) and may return tensors to capture
+    (sown as ``nnx.Intermediate`` under ``<name>_<site>``)."""
+
+    def self_attention(self, site: int, attn: Attention, h: jax.Array) -> tuple[jax.Array, dict[str, Any]]: ...
+
+    def cross_attention(
+        self, site: int, attn: Attention, h: jax.Array, context: jax.Array
+    ) -> tuple[jax.Array, dict[str, Any]]: ...
 
 
 class GEGLU(nnx.Module):
@@ -69,10 +84,23 @@ class BasicTransformerBlock(nnx.Module):
         self.attn2 = Attention(dim, cross_attention_dim=cross_attention_dim, **attn, **kw)
         self.norm3 = layer_norm(dim, 1e-5, **kw)
         self.ff = FeedForward(dim, **kw)
+        self.site = -1  # position among the UNet's transformer blocks, set by the UNet
 
-    def __call__(self, x: jax.Array, context: jax.Array) -> jax.Array:
-        x = x + self.attn1(self.norm1(x))
-        x = x + self.attn2(self.norm2(x), context)
+    def _sow(self, captures: dict[str, Any]) -> None:
+        for name, value in captures.items():
+            self.sow(nnx.Intermediate, f"{name}_{self.site:02d}", value)
+
+    def __call__(self, x: jax.Array, context: jax.Array, control: AttentionControl | None = None) -> jax.Array:
+        if control is None:
+            x = x + self.attn1(self.norm1(x))
+            x = x + self.attn2(self.norm2(x), context)
+        else:
+            a, cap = control.self_attention(self.site, self.attn1, self.norm1(x))
+            self._sow(cap)
+            x = x + a
+            a, cap = control.cross_attention(self.site, self.attn2, self.norm2(x), context)
+            self._sow(cap)
+            x = x + a
         return x + self.ff(self.norm3(x))
 
 
@@ -120,7 +148,7 @@ class Transformer2DModel(nnx.Module):
             ]
         )
 
-    def __call__(self, x: jax.Array, context: jax.Array) -> jax.Array:
+    def __call__(self, x: jax.Array, context: jax.Array, control: AttentionControl | None = None) -> jax.Array:
         b, h, w, c = x.shape
         residual = x
         x = self.norm(x)
@@ -130,7 +158,7 @@ class Transformer2DModel(nnx.Module):
             x = self.proj_in(x)
             x = x.reshape(b, h * w, x.shape[-1])
         for block in self.transformer_blocks:
-            x = block(x, context)
+            x = block(x, context, control)
         if self.use_linear_projection:
             x = self.proj_out(x).reshape(b, h, w, c)
         else:

@@ -17,7 +17,7 @@ from jaxvid.models.config import config_from_dict, jaxvid_only
 from jaxvid.models.embeddings import TimestepEmbedding, timestep_embedding
 from jaxvid.models.layers import Dtype, activation, conv2d, group_norm
 from jaxvid.models.resnet import Downsample2D, ResnetBlock2D, Upsample2D
-from jaxvid.models.transformer import Transformer2DModel
+from jaxvid.models.transformer import AttentionControl, BasicTransformerBlock, Transformer2DModel
 
 _UNSUPPORTED = {
     "center_input_sample": False,
@@ -143,12 +143,12 @@ class DownBlock(_Blocks):
         final = i == len(cfg.block_out_channels) - 1
         self.downsamplers = None if final else nnx.List([Downsample2D(cout, padding=cfg.downsample_padding, **kw)])
 
-    def __call__(self, x: jax.Array, temb: jax.Array, context: jax.Array) -> tuple[jax.Array, list[jax.Array]]:
+    def __call__(self, x: jax.Array, temb: jax.Array, context: jax.Array, control=None) -> tuple[jax.Array, list[jax.Array]]:
         skips = []
         for j, resnet in enumerate(self.resnets):
             x = resnet(x, temb)
             if self.attentions is not None:
-                x = self.attentions[j](x, context)
+                x = self.attentions[j](x, context, control)
             skips.append(x)
         if self.downsamplers is not None:
             x = self.downsamplers[0](x)
@@ -166,10 +166,10 @@ class MidBlock(_Blocks):
         self.resnets = nnx.List([self.resnet(cfg, c, c, kw) for _ in range(2)])
         self.attentions = nnx.List([self.transformer(cfg, c, cfg.heads[-1], tl, xdim, kw)])
 
-    def __call__(self, x: jax.Array, temb: jax.Array, context: jax.Array) -> jax.Array:
+    def __call__(self, x: jax.Array, temb: jax.Array, context: jax.Array, control=None) -> jax.Array:
         x = self.resnets[0](x, temb)
         for attn, resnet in zip(self.attentions, self.resnets[1:]):
-            x = resnet(attn(x, context), temb)
+            x = resnet(attn(x, context, control), temb)
         return x
 
 
@@ -192,11 +192,13 @@ class UpBlock(_Blocks):
         self.attentions = nnx.List([self.transformer(cfg, cout, heads, tl, xdim, kw) for _ in range(n)]) if cross else None
         self.upsamplers = None if i == nb - 1 else nnx.List([Upsample2D(cout, **kw)])
 
-    def __call__(self, x: jax.Array, skips: list[jax.Array], temb: jax.Array, context: jax.Array) -> jax.Array:
+    def __call__(
+        self, x: jax.Array, skips: list[jax.Array], temb: jax.Array, context: jax.Array, control=None
+    ) -> jax.Array:
         for j, resnet in enumerate(self.resnets):
             x = resnet(jnp.concatenate([x, skips.pop()], axis=-1), temb)
             if self.attentions is not None:
-                x = self.attentions[j](x, context)
+                x = self.attentions[j](x, context, control)
         if self.upsamplers is not None:
             x = self.upsamplers[0](x)
         return x
@@ -233,6 +235,14 @@ class UNet2DConditionModel(nnx.Module):
         self.up_blocks = nnx.List(ups)
         self.conv_norm_out = group_norm(boc[0], config.norm_num_groups, config.norm_eps, **kw)
         self.conv_out = conv2d(boc[0], config.out_channels, 3, **kw)
+        for site, block in enumerate(self.transformer_blocks()):
+            block.site = site
+
+    def transformer_blocks(self) -> list[BasicTransformerBlock]:
+        """Every transformer block in forward order (down, mid, up): the attention-control and
+        temporal-module sites (16 for SD1.5)."""
+        blocks = [*self.down_blocks, self.mid_block, *self.up_blocks]
+        return [tb for b in blocks if b.attentions is not None for t in b.attentions for tb in t.transformer_blocks]
 
     def check_sample(self, sample: jax.Array) -> None:
         f = self.config.downsample_factor
@@ -257,7 +267,9 @@ class UNet2DConditionModel(nnx.Module):
         timestep: jax.Array | float,
         encoder_hidden_states: jax.Array,
         timestep_cond: jax.Array | None = None,
+        control: AttentionControl | None = None,
     ) -> jax.Array:
+        """``control`` replaces every transformer block's attention computation (same weights)."""
         self.check_sample(sample)
         batch = sample.shape[0]
         temb = self.time_embed(timestep, batch, timestep_cond)
@@ -267,11 +279,11 @@ class UNet2DConditionModel(nnx.Module):
         x = self.conv_in(sample)
         skips = [x]
         for block in self.down_blocks:
-            x, s = block(x, temb, context)
+            x, s = block(x, temb, context, control)
             skips += s
-        x = self.mid_block(x, temb, context)
+        x = self.mid_block(x, temb, context, control)
         for block in self.up_blocks:
             n = len(block.resnets)
-            x, skips = block(x, skips[-n:], temb, context), skips[:-n]
+            x, skips = block(x, skips[-n:], temb, context, control), skips[:-n]
         x = activation(self.config.act_fn)(self.conv_norm_out(x))
         return self.conv_out(x)

@@ -1,0 +1,328 @@
+"""FastVideoEdit: inversion-free three-branch video editing with a consistency model (DESIGN §6).
+
+The whole edit (every step, every chunk, TokenFlow passes, latent blending) is one jitted
+function of the source latents; prompts, seeds, guidance scales, fractions and thresholds are
+array arguments, so a new edit of the same video shape never recompiles.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import time
+from functools import partial
+from typing import Any, Callable, Sequence
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+from flax import nnx, struct
+
+from jaxvid.control.align import align_prompts
+from jaxvid.control.blend import blend_mask
+from jaxvid.control.fastvideoedit import EditControl, TokenFlowInputs
+from jaxvid.control.tokenflow import neighbours, pick_keyframes
+from jaxvid.pipelines.autoencode import decode_latents, encode_latents, from_uint8, to_uint8
+from jaxvid.pipelines.bundle import ModelBundle
+from jaxvid.schedulers.lcm import lcm_timesteps
+from jaxvid.text import tokenize
+
+TRACES = {"edit": 0}
+
+
+@dataclasses.dataclass(frozen=True)
+class FastVideoEditConfig:
+    """Every knob of the method; defaults are the released code's (see ``configs/edit.py``)."""
+
+    steps: int = 15
+    original_inference_steps: int = 50
+    source_guidance: float = 1.0
+    target_guidance: float = 2.0
+    negative_prompt: str = ""
+    self_fraction: float = 0.6  # mutual self-attention "early" phase: first round(f*steps) steps
+    cross_fraction: float = 0.7  # Re-CA active for the first round(f*steps) steps
+    replace_scale: float = 1.0  # r >= 1 for new target tokens
+    blend_threshold: float = 0.3
+    blend_start_step: int | None = 8  # 1-based step from which latents are blended; None: never
+    blend_downsample: int = 4  # cross-attention level used for the mask (latent / 4 = 16x16 at 512px)
+    chunk_frames: int = 8
+    shared_noise: bool = True  # paper: one initial latent and one noise per step for all frames
+    cf_masa: bool = True
+    bg_masa: bool = True
+    re_ca: bool = True
+    source_cross_frame: bool = False
+    tokenflow: bool = True
+    keyframe_interval: int = 8
+    seed: int = 0
+
+    def __post_init__(self) -> None:
+        for name in ("self_fraction", "cross_fraction"):
+            if not 0.0 <= getattr(self, name) <= 1.0:
+                raise ValueError(f"{name} must be in [0, 1]")
+        if self.replace_scale < 1.0:
+            raise ValueError("replace_scale must be >= 1")
+        if self.chunk_frames < 1 or self.keyframe_interval < 1 or self.steps < 1:
+            raise ValueError("steps, chunk_frames and keyframe_interval must be >= 1")
+
+
+@dataclasses.dataclass(frozen=True)
+class _Static:
+    """The shape-determining part of a run (jit static argument)."""
+
+    frames: int
+    chunk: int
+    groups: int
+    cf_masa: bool
+    bg_masa: bool
+    re_ca: bool
+    source_cross_frame: bool
+    tokenflow: bool
+    keyframe_interval: int
+    shared_noise: bool
+    blend_tokens: int
+    kernel: str
+    trace: bool
+
+
+@struct.dataclass
+class EditTrace:
+    """Per-step internals (tests, debugging): ``[steps, F, h, w, c]``."""
+
+    x0_edit: jax.Array
+    z_edit: jax.Array  # after blending
+    z_bg: jax.Array
+    mask: jax.Array  # [steps, F, h, w, 1]; zeros where blending is off
+
+
+def _collect(caps: nnx.State, name: str) -> list[jax.Array]:
+    """Sown captures ``<name>_<site>`` in site order."""
+    found = {}
+    for path, var in nnx.to_flat_state(caps):
+        leaf = str(path[-1])
+        if leaf.startswith(name + "_"):
+            found[int(leaf.rsplit("_", 1)[1])] = var.get_value()[0]
+    return [found[k] for k in sorted(found)]
+
+
+def _guide(out: jax.Array, groups: int, g_src: jax.Array, g_tgt: jax.Array):
+    """UNet output ``[G*3*m, ...]`` -> guided (source, edit, background) noise, each ``[m, ...]``."""
+    out = out.reshape(groups, 3, -1, *out.shape[1:])
+    c = out[0]
+    if groups == 1:
+        return c[0], c[1], c[2]
+    u = out[1]
+    return u[0] + g_src * (c[0] - u[0]), u[1] + g_tgt * (c[1] - u[1]), u[2] + g_tgt * (c[2] - u[2])
+
+
+@partial(jax.jit, static_argnames=("graphdefs", "static", "progress"))
+def _edit(graphdefs, states, schedule, z0, ids, align, table, scalars, key, *, static: _Static, progress=None):
+    TRACES["edit"] += 1  # counts compilations (runs only while tracing)
+    text_encoder = nnx.merge(graphdefs[1], states[1])
+    S = static
+    F, (h, w, c) = S.frames, z0.shape[1:]
+    m = S.chunk
+    n_chunks = -(-F // m)
+    Fp = n_chunks * m
+    z0p = jnp.concatenate([z0, jnp.repeat(z0[-1:], Fp - F, axis=0)]) if Fp > F else z0
+    emb = text_encoder(ids).last_hidden_state  # [3, L, D]: source, target, negative
+    e_src, e_tgt, e_neg = emb[0], emb[1], emb[2]
+
+    def context(n: int) -> jax.Array:
+        parts = [e_src] * n + [e_tgt] * n + [e_src] * n + ([e_neg] * (3 * n) if S.groups == 2 else [])
+        return jnp.stack(parts)
+
+    def control(n: int, early, cross_on, mode: str, tf=None) -> EditControl:
+        return EditControl(
+            self_early=early, cross_on=cross_on, mapper=align["mapper"], aligned=align["aligned"],
+            edited=align["edited"], text=align["text"], replace_scale=scalars["replace_scale"], tokenflow=tf,
+            groups=S.groups, frames=n, cf_masa=S.cf_masa, bg_masa=S.bg_masa, re_ca=S.re_ca,
+            source_cross_frame=S.source_cross_frame, blend_tokens=S.blend_tokens, mode=mode, kernel=S.kernel,
+        )
+
+    def run_unet(zs, ze, zb, t, ctl: EditControl):
+        n = zs.shape[0]
+        x = jnp.concatenate([zs, ze, zb])
+        if S.groups == 2:
+            x = jnp.concatenate([x, x])
+        # a fresh module per call: capturing mutates the module, which must live in this trace level
+        unet = nnx.merge(graphdefs[0], states[0])
+        out, caps = nnx.capture(unet, nnx.Intermediate)(x, t, context(n), control=ctl)
+        return _guide(out, S.groups, scalars["g_src"], scalars["g_tgt"]), caps
+
+    def model_eps(zs, ze, zb, t, k_step, early, cross_on):
+        tf_fixed = None
+        if S.tokenflow:
+            kf = pick_keyframes(jax.random.fold_in(k_step, 1), F, S.keyframe_interval)
+            _, caps = run_unet(zs[kf], ze[kf], zb[kf], t, control(kf.shape[0], early, cross_on, "keyframes"))
+            tf_fixed = (kf, tuple(_collect(caps, "tf_src")), tuple(_collect(caps, "tf_out")))
+
+        def chunk(ci):
+            sl = lambda a: jax.lax.dynamic_slice_in_dim(a, ci * m, m)  # noqa: E731
+            if S.tokenflow:
+                kf, src, out = tf_fixed
+                frames = jnp.minimum(ci * m + jnp.arange(m), F - 1)
+                minus, plus, wgt = neighbours(kf, frames)
+                ctl = control(m, early, cross_on, "propagate", TokenFlowInputs(src, out, minus, plus, wgt))
+            else:
+                ctl = control(m, early, cross_on, "joint")
+            eps, caps = run_unet(sl(zs), sl(ze), sl(zb), t, ctl)
+            return eps, blend_mask(_collect(caps, "blend"), (h, w), scalars["threshold"])
+
+        (es, ee, eb), mask = jax.lax.map(chunk, jnp.arange(n_chunks))
+        flat = lambda a: a.reshape(Fp, *a.shape[2:])  # noqa: E731
+        return flat(es), flat(ee), flat(eb), flat(mask)
+
+    def noise(k):
+        shape = (1, h, w, c) if S.shared_noise else (Fp, h, w, c)
+        return jnp.broadcast_to(jax.random.normal(k, shape, z0.dtype), (Fp, h, w, c))
+
+    def body(carry, inp):
+        zs, ze, zb = carry
+        k_step = jax.random.fold_in(key, inp["i"])
+        a, a_next = schedule.alpha(inp["t"]), schedule.alpha(inp["t_next"])
+        eps_s, eps_e_hat, eps_b_hat, mask = model_eps(zs, ze, zb, inp["t"], k_step, inp["early"], inp["cross_on"])
+        e_cons = (zs - jnp.sqrt(a) * z0p) / jnp.sqrt(1 - a)
+        delta = e_cons - eps_s
+        x0_e = (ze - jnp.sqrt(1 - a) * (eps_e_hat + delta)) / jnp.sqrt(a)
+        x0_b = (zb - jnp.sqrt(1 - a) * (eps_b_hat + delta)) / jnp.sqrt(a)
+        n = noise(jax.random.fold_in(k_step, 2))
+        renoise = lambda x0: jnp.sqrt(a_next) * x0 + jnp.sqrt(1 - a_next) * n  # noqa: E731
+        zs, ze, zb = renoise(z0p), renoise(x0_e), renoise(x0_b)
+        mask = jnp.where(inp["blend_on"], mask, 0.0)
+        ze = jnp.where(inp["blend_on"], mask * ze + (1 - mask) * zb, ze)
+        if progress is not None:
+            jax.debug.callback(progress, inp["i"])
+        ys = (x0_e, ze, zb, mask) if S.trace else (x0_e,)
+        return (zs, ze, zb), ys
+
+    start = noise(jax.random.fold_in(key, 1_000_003))  # a stream no step index uses
+    _, ys = jax.lax.scan(body, (start, start, start), table)
+    result = ys[0][-1][:F]
+    trace = EditTrace(*(y[:, :F] for y in ys)) if S.trace else None
+    return result, trace
+
+
+@dataclasses.dataclass
+class EditResult:
+    frames: np.ndarray  # uint8 [F, H, W, 3]
+    latents: jax.Array  # edited clean latents [F, h, w, 4]
+    timings: dict[str, float]
+    trace: EditTrace | None = None
+
+
+@partial(jax.jit, static_argnames=("graphdef", "chunk"))
+def _encode(graphdef, state, images, *, chunk):
+    vae = nnx.merge(graphdef, state)
+    z = jax.lax.map(lambda x: encode_latents(vae, x), images.reshape(-1, chunk, *images.shape[1:]))
+    return z.reshape(images.shape[0], *z.shape[2:])
+
+
+@partial(jax.jit, static_argnames=("graphdef", "chunk"))
+def _decode(graphdef, state, latents, *, chunk):
+    vae = nnx.merge(graphdef, state)
+    out = jax.lax.map(lambda z: decode_latents(vae, z), latents.reshape(-1, chunk, *latents.shape[1:]))
+    return out.reshape(latents.shape[0], *out.shape[2:])
+
+
+def _pad_to(x: np.ndarray | jax.Array, n: int):
+    return x if x.shape[0] % n == 0 else jnp.concatenate([x, jnp.repeat(x[-1:], n - x.shape[0] % n, axis=0)])
+
+
+class FastVideoEditor:
+    """Edits whole clips. ``edit(frames, source_prompt, target_prompt)``."""
+
+    def __init__(self, bundle: ModelBundle, config: FastVideoEditConfig = FastVideoEditConfig()):
+        if bundle.unet.config.time_cond_proj_dim is not None:
+            raise NotImplementedError(
+                "FastVideoEdit needs classifier-free guidance on an SD UNet (with LCM-LoRA fused); "
+                "fully distilled LCMs with a guidance embedding are not supported"
+            )
+        self.bundle, self.config = bundle, config
+        self._graphdefs, self._states = zip(*(nnx.split(m) for m in (bundle.unet, bundle.text_encoder)))
+        self._vae = nnx.split(bundle.vae)
+
+    def _check_prompts(self, source: str, target: str) -> None:
+        for name, p in (("source", source), ("target", target)):
+            if not isinstance(p, str) or not p.strip():
+                raise ValueError(f"the {name} prompt is empty")
+
+    def edit_latents(
+        self,
+        z0: jax.Array,
+        source_prompt: str,
+        target_prompt: str,
+        *,
+        blend_words: Sequence[str] | None = None,
+        trace: bool = False,
+        progress: Callable[[Any], None] | None = None,
+    ) -> tuple[jax.Array, EditTrace | None]:
+        """Edit source latents ``[F, h, w, 4]`` (already scaled for the UNet)."""
+        cfg = self.config
+        self._check_prompts(source_prompt, target_prompt)
+        tok = self.bundle.tokenizer
+        L = self.bundle.text_encoder.config.max_position_embeddings
+        ids = tokenize(tok, [source_prompt, target_prompt, cfg.negative_prompt], max_length=L, strict=True)
+        al = align_prompts(tok, source_prompt, target_prompt, blend_words=blend_words, max_length=L)
+        F, h, w, _ = z0.shape
+        f = self.bundle.unet.config.downsample_factor
+        if h % f or w % f:
+            raise ValueError(f"latent size {h}x{w} must be a multiple of {f}")
+        if h % cfg.blend_downsample or w % cfg.blend_downsample:
+            raise ValueError(f"latent size {h}x{w} must be a multiple of blend_downsample={cfg.blend_downsample}")
+        ts = lcm_timesteps(cfg.steps, original_inference_steps=cfg.original_inference_steps)
+        n = len(ts)
+        idx = np.arange(n)
+        table = {
+            "i": jnp.asarray(idx, jnp.int32),
+            "t": jnp.asarray(ts, jnp.int32),
+            "t_next": jnp.asarray(np.concatenate([ts[1:], [-1]]), jnp.int32),
+            "early": jnp.asarray(idx < round(cfg.self_fraction * n)),
+            "cross_on": jnp.asarray(idx < round(cfg.cross_fraction * n)),
+            "blend_on": jnp.asarray(idx + 1 >= (cfg.blend_start_step if cfg.blend_start_step else n + 1)),
+        }
+        static = _Static(
+            frames=F, chunk=min(cfg.chunk_frames, F), groups=2 if (cfg.source_guidance != 1 or cfg.target_guidance != 1) else 1,
+            cf_masa=cfg.cf_masa, bg_masa=cfg.bg_masa, re_ca=cfg.re_ca, source_cross_frame=cfg.source_cross_frame,
+            tokenflow=cfg.tokenflow, keyframe_interval=cfg.keyframe_interval, shared_noise=cfg.shared_noise,
+            blend_tokens=(h // cfg.blend_downsample) * (w // cfg.blend_downsample),
+            kernel=self.bundle.unet.config.attention_kernel, trace=trace,
+        )
+        scalars = {k: jnp.float32(v) for k, v in (
+            ("g_src", cfg.source_guidance), ("g_tgt", cfg.target_guidance), ("replace_scale", cfg.replace_scale),
+            ("threshold", cfg.blend_threshold))}
+        align = {k: jnp.asarray(getattr(al, k)) for k in ("mapper", "aligned", "edited", "text")}
+        return _edit(
+            self._graphdefs, self._states, self.bundle.schedule, jnp.asarray(z0), jnp.asarray(ids), align, table,
+            scalars, jax.random.key(cfg.seed), static=static, progress=progress,
+        )
+
+    def edit(
+        self,
+        frames: np.ndarray,
+        source_prompt: str,
+        target_prompt: str,
+        *,
+        blend_words: Sequence[str] | None = None,
+        progress: Callable[[Any], None] | None = None,
+    ) -> EditResult:
+        """Edit uint8 frames ``[F, H, W, 3]``; returns the edited frames and a timing split."""
+        frames = np.asarray(frames)
+        if frames.ndim != 4 or frames.shape[-1] != 3 or len(frames) == 0:
+            raise ValueError(f"expected frames [F>0, H, W, 3], got {frames.shape}")
+        self._check_prompts(source_prompt, target_prompt)
+        f = self.bundle.vae_scale * self.bundle.unet.config.downsample_factor
+        if frames.shape[1] % f or frames.shape[2] % f:
+            raise ValueError(f"frame size {frames.shape[1]}x{frames.shape[2]} must be a multiple of {f}")
+        chunk = min(self.config.chunk_frames, len(frames))
+        timings = {}
+        t0 = time.perf_counter()
+        images = _pad_to(from_uint8(frames), chunk)
+        z0 = jax.block_until_ready(_encode(*self._vae, images, chunk=chunk))[: len(frames)]
+        timings["encode_s"] = time.perf_counter() - t0
+        t0 = time.perf_counter()
+        latents, _ = self.edit_latents(z0, source_prompt, target_prompt, blend_words=blend_words, progress=progress)
+        latents = jax.block_until_ready(latents)
+        timings["sampling_s"] = time.perf_counter() - t0
+        t0 = time.perf_counter()
+        out = to_uint8(_decode(*self._vae, _pad_to(latents, chunk), chunk=chunk)[: len(frames)])
+        timings["decode_s"] = time.perf_counter() - t0
+        return EditResult(out, latents, timings)
