@@ -63,12 +63,17 @@ def _encode(graphdef, state, ids):
     return nnx.merge(graphdef, state)(ids).last_hidden_state
 
 
+def encode_ids(text_encoder: CLIPTextModel, ids: np.ndarray) -> jax.Array:
+    """Per-token embeddings ``[B, L, D]`` of token ids (jitted)."""
+    from flax import nnx
+
+    graphdef, state = nnx.split(text_encoder)
+    return _encode(graphdef, state, jnp.asarray(ids))
+
+
 def encode_prompts(
     text_encoder: CLIPTextModel, tokenizer, prompts: str | Sequence[str], *, strict: bool = False
 ) -> jax.Array:
     """Per-token text embeddings ``[B, 77, D]`` that condition the UNet (empty string = unconditional)."""
-    from flax import nnx
-
     ids = tokenize(tokenizer, prompts, max_length=text_encoder.config.max_position_embeddings, strict=strict)
-    graphdef, state = nnx.split(text_encoder)
-    return _encode(graphdef, state, jnp.asarray(ids))
+    return encode_ids(text_encoder, ids)

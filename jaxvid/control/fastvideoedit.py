@@ -66,17 +66,23 @@ class EditControl:
     kernel: str = struct.field(pytree_node=False, default="xla")
 
     # ---- self-attention -------------------------------------------------------------------
-    def _attend(self, attn: Attention, q, k, v, joint: bool):
-        """q/k/v ``[G, m, N, H, D]``; joint: keys/values of all m frames serve every query."""
-        G, m, N, H, D = q.shape
+    def _attend(self, attn: Attention, branches: list[tuple[jax.Array, jax.Array, jax.Array, bool]]) -> list[jax.Array]:
+        """Attention for each branch's ``(q, k, v, joint)``, all ``[G, m, N, H, D]``; joint: keys
+        and values of all m frames serve every query. Branches with the same layout share one
+        kernel call: fewer, larger ops, and equal inputs give bitwise equal outputs."""
         kernel = get_attention_kernel(self.kernel)
-        if joint:
-            flat = lambda a: a.reshape(G, m * N, H, D)  # noqa: E731
-            o = kernel(flat(q), flat(k), flat(v), scale=attn.scale, upcast=attn.upcast_attention)
-        else:
-            flat = lambda a: a.reshape(G * m, N, H, D)  # noqa: E731
-            o = kernel(flat(q), flat(k), flat(v), scale=attn.scale, upcast=attn.upcast_attention)
-        return o.reshape(G, m, N, H, D)
+        out: list[jax.Array | None] = [None] * len(branches)
+        for joint in (False, True):
+            idx = [i for i, b in enumerate(branches) if b[3] == joint]
+            if not idx:
+                continue
+            G, m, N, H, D = branches[idx[0]][0].shape
+            shape = (len(idx) * G, m * N, H, D) if joint else (len(idx) * G * m, N, H, D)
+            q, k, v = (jnp.stack([branches[i][j] for i in idx]).reshape(shape) for j in range(3))
+            o = kernel(q, k, v, scale=attn.scale, upcast=attn.upcast_attention).reshape(len(idx), G, m, N, H, D)
+            for n, i in enumerate(idx):
+                out[i] = o[n]
+        return out
 
     def self_attention(self, site: int, attn: Attention, h: jax.Array) -> tuple[jax.Array, dict[str, Any]]:
         G, m = self.groups, self.frames
@@ -88,16 +94,14 @@ class EditControl:
         q, k, v = (a.reshape(G, 3, m, N, attn.heads, attn.dim_head) for a in attn.qkv(h))
         (qs, qe, qb), (ks, ke, kb), (vs, ve, vb) = ([a[:, i] for i in range(3)] for a in (q, k, v))
         early = self.self_early
-        src = self._attend(attn, qs, ks, vs, joint=self.source_cross_frame)
+        src = (qs, ks, vs, self.source_cross_frame)
         if self.cf_masa:
-            edit = self._attend(attn, jnp.where(early, qs, qe), jnp.where(early, ks, ke), ve, joint=True)
+            edit = (jnp.where(early, qs, qe), jnp.where(early, ks, ke), ve, True)
         else:
-            edit = self._attend(attn, qe, ke, ve, joint=False)
-        if self.bg_masa:
-            bg = self._attend(attn, jnp.where(early, qs, qe), ks, vs, joint=True)
-        else:
-            bg = self._attend(attn, qb, kb, vb, joint=False)
-        out = attn.project_out(jnp.stack([src, edit, bg], axis=1).reshape(B, N, attn.heads, attn.dim_head))
+            edit = (qe, ke, ve, False)
+        bg = (jnp.where(early, qs, qe), ks, vs, True) if self.bg_masa else (qb, kb, vb, False)
+        o = jnp.stack(self._attend(attn, [src, edit, bg]), axis=1)
+        out = attn.project_out(o.reshape(B, N, attn.heads, attn.dim_head))
         caps = {}
         if self.mode == "keyframes":
             caps = {"tf_src": h.reshape(G, 3, m, N, C)[0, 0], "tf_out": out}

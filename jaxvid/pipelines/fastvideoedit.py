@@ -24,7 +24,7 @@ from jaxvid.control.tokenflow import neighbours, pick_keyframes
 from jaxvid.pipelines.autoencode import decode_latents, encode_latents, from_uint8, to_uint8
 from jaxvid.pipelines.bundle import ModelBundle
 from jaxvid.schedulers.lcm import lcm_timesteps
-from jaxvid.text import tokenize
+from jaxvid.text import encode_ids, tokenize
 
 TRACES = {"edit": 0}
 
@@ -88,6 +88,7 @@ class EditTrace:
     """Per-step internals (tests, debugging): ``[steps, F, h, w, c]``."""
 
     x0_edit: jax.Array
+    z_src: jax.Array  # re-noised source branch entering the next step
     z_edit: jax.Array  # after blending
     z_bg: jax.Array
     mask: jax.Array  # [steps, F, h, w, 1]; zeros where blending is off
@@ -103,27 +104,27 @@ def _collect(caps: nnx.State, name: str) -> list[jax.Array]:
     return [found[k] for k in sorted(found)]
 
 
-def _guide(out: jax.Array, groups: int, g_src: jax.Array, g_tgt: jax.Array):
-    """UNet output ``[G*3*m, ...]`` -> guided (source, edit, background) noise, each ``[m, ...]``."""
+def _guide(out: jax.Array, groups: int, g: jax.Array) -> jax.Array:
+    """UNet output ``[G*3*m, ...]`` -> guided noise of (source, edit, background) ``[3, m, ...]``.
+    One expression for all branches (``g`` = per-branch scales), so equal inputs give bitwise
+    equal outputs whatever the compiler fuses."""
     out = out.reshape(groups, 3, -1, *out.shape[1:])
-    c = out[0]
     if groups == 1:
-        return c[0], c[1], c[2]
-    u = out[1]
-    return u[0] + g_src * (c[0] - u[0]), u[1] + g_tgt * (c[1] - u[1]), u[2] + g_tgt * (c[2] - u[2])
+        return out[0]
+    c, u = out[0], out[1]
+    return u + g.reshape(3, *(1,) * (c.ndim - 1)).astype(c.dtype) * (c - u)
 
 
-@partial(jax.jit, static_argnames=("graphdefs", "static", "progress"))
-def _edit(graphdefs, states, schedule, z0, ids, align, table, scalars, key, *, static: _Static, progress=None):
+@partial(jax.jit, static_argnames=("graphdef", "static", "progress"))
+def _edit(graphdef, state, schedule, z0, emb, align, table, scalars, key, *, static: _Static, progress=None):
+    """``emb``: text embeddings ``[3, L, D]`` of the source, target and negative prompts."""
     TRACES["edit"] += 1  # counts compilations (runs only while tracing)
-    text_encoder = nnx.merge(graphdefs[1], states[1])
     S = static
     F, (h, w, c) = S.frames, z0.shape[1:]
     m = S.chunk
     n_chunks = -(-F // m)
     Fp = n_chunks * m
     z0p = jnp.concatenate([z0, jnp.repeat(z0[-1:], Fp - F, axis=0)]) if Fp > F else z0
-    emb = text_encoder(ids).last_hidden_state  # [3, L, D]: source, target, negative
     e_src, e_tgt, e_neg = emb[0], emb[1], emb[2]
 
     def context(n: int) -> jax.Array:
@@ -144,9 +145,10 @@ def _edit(graphdefs, states, schedule, z0, ids, align, table, scalars, key, *, s
         if S.groups == 2:
             x = jnp.concatenate([x, x])
         # a fresh module per call: capturing mutates the module, which must live in this trace level
-        unet = nnx.merge(graphdefs[0], states[0])
+        unet = nnx.merge(graphdef, state)
         out, caps = nnx.capture(unet, nnx.Intermediate)(x, t, context(n), control=ctl)
-        return _guide(out, S.groups, scalars["g_src"], scalars["g_tgt"]), caps
+        g = jnp.stack([scalars["g_src"], scalars["g_tgt"], scalars["g_tgt"]])
+        return _guide(out, S.groups, g), caps
 
     def model_eps(zs, ze, zb, t, k_step, early, cross_on):
         tf_fixed = None
@@ -167,35 +169,40 @@ def _edit(graphdefs, states, schedule, z0, ids, align, table, scalars, key, *, s
             eps, caps = run_unet(sl(zs), sl(ze), sl(zb), t, ctl)
             return eps, blend_mask(_collect(caps, "blend"), (h, w), scalars["threshold"])
 
-        (es, ee, eb), mask = jax.lax.map(chunk, jnp.arange(n_chunks))
-        flat = lambda a: a.reshape(Fp, *a.shape[2:])  # noqa: E731
-        return flat(es), flat(ee), flat(eb), flat(mask)
+        eps, mask = jax.lax.map(chunk, jnp.arange(n_chunks))  # [C, 3, m, ...], [C, m, ...]
+        eps = jnp.moveaxis(eps, 1, 0).reshape(3, Fp, *eps.shape[3:])
+        return eps, mask.reshape(Fp, *mask.shape[2:])
 
     def noise(k):
         shape = (1, h, w, c) if S.shared_noise else (Fp, h, w, c)
         return jnp.broadcast_to(jax.random.normal(k, shape, z0.dtype), (Fp, h, w, c))
 
     def body(carry, inp):
-        zs, ze, zb = carry
+        # Carry: the source branch and the edit/background branches as differences from it.
+        zs, d = carry  # d: [2, Fp, ...] = (z_edit - z_src, z_bg - z_src)
         k_step = jax.random.fold_in(key, inp["i"])
         a, a_next = schedule.alpha(inp["t"]), schedule.alpha(inp["t_next"])
-        eps_s, eps_e_hat, eps_b_hat, mask = model_eps(zs, ze, zb, inp["t"], k_step, inp["early"], inp["cross_on"])
-        e_cons = (zs - jnp.sqrt(a) * z0p) / jnp.sqrt(1 - a)
-        delta = e_cons - eps_s
-        x0_e = (ze - jnp.sqrt(1 - a) * (eps_e_hat + delta)) / jnp.sqrt(a)
-        x0_b = (zb - jnp.sqrt(1 - a) * (eps_b_hat + delta)) / jnp.sqrt(a)
+        eps, mask = model_eps(zs, zs + d[0], zs + d[1], inp["t"], k_step, inp["early"], inp["cross_on"])
+        # DESIGN §6: e_cons = (z_src - sqrt(a) z0) / sqrt(1-a); eps_b = eps_hat_b + e_cons - eps_src;
+        # x0_b = (z_b - sqrt(1-a) eps_b) / sqrt(a). Substituting e_cons, x0_b = z0 + diff_b with
+        # diff_b below, and re-noising with the shared noise gives z_b' = z_src' + sqrt(a') diff_b.
+        # Carrying differences keeps a branch that equals the source bitwise equal to it (the
+        # direct form loses ~1e-5 in fp32: 1/sqrt(a) is ~15 at t=999, and the compiler may round
+        # recomputed terms differently).
+        diff = d / jnp.sqrt(a) - jnp.sqrt((1 - a) / a) * (eps[1:] - eps[0])
         n = noise(jax.random.fold_in(k_step, 2))
-        renoise = lambda x0: jnp.sqrt(a_next) * x0 + jnp.sqrt(1 - a_next) * n  # noqa: E731
-        zs, ze, zb = renoise(z0p), renoise(x0_e), renoise(x0_b)
+        zs = jnp.sqrt(a_next) * z0p + jnp.sqrt(1 - a_next) * n
+        d = jnp.sqrt(a_next) * diff
         mask = jnp.where(inp["blend_on"], mask, 0.0)
-        ze = jnp.where(inp["blend_on"], mask * ze + (1 - mask) * zb, ze)
+        d = d.at[0].set(jnp.where(inp["blend_on"] & (mask == 0), d[1], d[0]))  # latent blend (mask is 0/1)
+        x0_e = z0p + diff[0]
         if progress is not None:
             jax.debug.callback(progress, inp["i"])
-        ys = (x0_e, ze, zb, mask) if S.trace else (x0_e,)
-        return (zs, ze, zb), ys
+        ys = (x0_e, zs, zs + d[0], zs + d[1], mask) if S.trace else (x0_e,)
+        return (zs, d), ys
 
     start = noise(jax.random.fold_in(key, 1_000_003))  # a stream no step index uses
-    _, ys = jax.lax.scan(body, (start, start, start), table)
+    _, ys = jax.lax.scan(body, (start, jnp.zeros((2, *start.shape), start.dtype)), table)
     result = ys[0][-1][:F]
     trace = EditTrace(*(y[:, :F] for y in ys)) if S.trace else None
     return result, trace
@@ -237,7 +244,7 @@ class FastVideoEditor:
                 "fully distilled LCMs with a guidance embedding are not supported"
             )
         self.bundle, self.config = bundle, config
-        self._graphdefs, self._states = zip(*(nnx.split(m) for m in (bundle.unet, bundle.text_encoder)))
+        self._unet = nnx.split(bundle.unet)
         self._vae = nnx.split(bundle.vae)
 
     def _check_prompts(self, source: str, target: str) -> None:
@@ -260,7 +267,9 @@ class FastVideoEditor:
         self._check_prompts(source_prompt, target_prompt)
         tok = self.bundle.tokenizer
         L = self.bundle.text_encoder.config.max_position_embeddings
-        ids = tokenize(tok, [source_prompt, target_prompt, cfg.negative_prompt], max_length=L, strict=True)
+        prompts = [source_prompt, target_prompt, cfg.negative_prompt]
+        unique = list(dict.fromkeys(prompts))  # identical prompts share one embedding, bit for bit
+        ids = tokenize(tok, unique, max_length=L, strict=True)
         al = align_prompts(tok, source_prompt, target_prompt, blend_words=blend_words, max_length=L)
         F, h, w, _ = z0.shape
         f = self.bundle.unet.config.downsample_factor
@@ -290,8 +299,9 @@ class FastVideoEditor:
             ("g_src", cfg.source_guidance), ("g_tgt", cfg.target_guidance), ("replace_scale", cfg.replace_scale),
             ("threshold", cfg.blend_threshold))}
         align = {k: jnp.asarray(getattr(al, k)) for k in ("mapper", "aligned", "edited", "text")}
+        emb = encode_ids(self.bundle.text_encoder, ids)[jnp.asarray([unique.index(p) for p in prompts])]
         return _edit(
-            self._graphdefs, self._states, self.bundle.schedule, jnp.asarray(z0), jnp.asarray(ids), align, table,
+            *self._unet, self.bundle.schedule, jnp.asarray(z0), emb, align, table,
             scalars, jax.random.key(cfg.seed), static=static, progress=progress,
         )
 

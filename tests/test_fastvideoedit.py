@@ -1,0 +1,116 @@
+"""FastVideoEdit invariants on a tiny random SD-architecture model (any weights must satisfy them)."""
+
+import dataclasses
+
+import jax
+import numpy as np
+import pytest
+
+from jaxvid.pipelines.default import random_bundle
+from jaxvid.pipelines.fastvideoedit import TRACES, FastVideoEditConfig, FastVideoEditor
+from jaxvid.text import PromptTooLongError
+
+SRC = "a red circle moving on a blue background"
+TGT = "a green circle moving on a blue background"
+# tiny model: attention at 16x16 and 8x8 latents; blend from the 8x8 level
+BASE = FastVideoEditConfig(steps=4, chunk_frames=4, keyframe_interval=2, blend_downsample=2, blend_start_step=3,
+                           blend_threshold=0.2)
+
+
+@pytest.fixture(scope="module")
+def bundle():
+    return random_bundle("tiny")
+
+
+@pytest.fixture(scope="module")
+def z0():
+    return jax.random.normal(jax.random.key(0), (4, 16, 16, 4))
+
+
+def run(bundle, z0, cfg, src=SRC, tgt=TGT, **kw):
+    return FastVideoEditor(bundle, cfg).edit_latents(z0, src, tgt, trace=True, **kw)
+
+
+@pytest.mark.parametrize("tokenflow", [False, True])
+def test_identity_edit_reconstructs_source_at_every_step(bundle, z0, tokenflow):
+    cfg = dataclasses.replace(BASE, source_guidance=2.0, target_guidance=2.0, source_cross_frame=True,
+                              tokenflow=tokenflow)
+    out, trace = run(bundle, z0, cfg, tgt=SRC)
+    err = float(np.max(np.abs(np.asarray(trace.x0_edit) - np.asarray(z0)[None])))
+    assert err <= 1e-5, err
+    assert float(np.max(np.asarray(trace.mask))) == 0.0  # no edited tokens -> nothing to blend
+
+
+def test_blending_keeps_background_branch_outside_mask(bundle, z0):
+    _, tr = run(bundle, z0, BASE)
+    mask, ze, zb = (np.asarray(a) for a in (tr.mask, tr.z_edit, tr.z_bg))
+    on = mask[2:]  # blending from step 3 (index 2)
+    assert 0.0 < on.mean() < 1.0, "threshold should give a mixed mask on this model"
+    outside = np.broadcast_to(on == 0, ze[2:].shape)
+    np.testing.assert_array_equal(ze[2:][outside], zb[2:][outside])
+    inside = np.broadcast_to(on == 1, ze[2:].shape)
+    assert np.abs(ze[2:][inside] - zb[2:][inside]).max() > 1e-3
+    assert mask[:2].max() == 0.0
+
+
+def _first_difference(a, b, tol=1e-6):
+    d = np.abs(np.asarray(a) - np.asarray(b)).reshape(len(a), -1).max(axis=1)
+    return int(np.argmax(d > tol)) if (d > tol).any() else None
+
+
+@pytest.mark.parametrize(
+    "field,lo,hi,first",
+    [
+        ("cross_fraction", 0.25, 0.5, 1),  # Re-CA on steps [0,1) vs [0,2): first differs at step 1
+        ("self_fraction", 0.25, 0.5, 1),  # mutual self-attention early phase
+        ("self_fraction", 0.0, 0.25, 0),
+        ("blend_start_step", 4, 3, 3),  # blending from step 3 changes z at the end of step 3 -> x0 of step 4
+    ],
+)
+def test_controls_act_only_within_their_fraction(bundle, z0, field, lo, hi, first):
+    _, a = run(bundle, z0, dataclasses.replace(BASE, **{field: lo}))
+    _, b = run(bundle, z0, dataclasses.replace(BASE, **{field: hi}))
+    assert _first_difference(a.x0_edit, b.x0_edit) == first
+
+
+def test_tokenflow_all_keyframes_equals_no_propagation(bundle, z0):
+    common = dict(BASE.__dict__, chunk_frames=4)
+    a, _ = run(bundle, z0, FastVideoEditConfig(**{**common, "tokenflow": True, "keyframe_interval": 1}))
+    b, _ = run(bundle, z0, FastVideoEditConfig(**{**common, "tokenflow": False}))
+    assert np.abs(np.asarray(a) - np.asarray(b)).max() <= 1e-4
+
+
+@pytest.mark.parametrize("tokenflow", [False, True])
+def test_shared_noise_identical_frames_give_identical_edits(bundle, tokenflow):
+    z = jax.numpy.repeat(jax.random.normal(jax.random.key(1), (1, 16, 16, 4)), 4, axis=0)
+    cfg = dataclasses.replace(BASE, tokenflow=tokenflow)
+    out, _ = run(bundle, z, cfg)
+    out = np.asarray(out)
+    assert np.abs(out - out[:1]).max() <= 1e-5
+    per_frame, _ = run(bundle, z, dataclasses.replace(cfg, shared_noise=False))
+    per_frame = np.asarray(per_frame)
+    assert np.abs(per_frame - per_frame[:1]).max() > 1e-3  # the released code's per-frame noise breaks it
+
+
+def test_long_videos_chunk_and_compile_once(bundle):
+    z = jax.random.normal(jax.random.key(2), (10, 16, 16, 4))  # 3 chunks of 4, the last padded
+    ed = FastVideoEditor(bundle, BASE)
+    a, _ = ed.edit_latents(z, SRC, TGT)
+    n = TRACES["edit"]
+    b, _ = ed.edit_latents(z, "a yellow square on a grey floor", "a purple square on a grey floor")
+    ed2 = FastVideoEditor(bundle, dataclasses.replace(BASE, target_guidance=3.5, blend_threshold=0.5, seed=4,
+                                                       self_fraction=0.5, replace_scale=1.5))
+    c, _ = ed2.edit_latents(z, SRC, TGT)
+    assert TRACES["edit"] == n, "prompts, guidance, thresholds, fractions and seeds must not recompile"
+    assert a.shape == (10, 16, 16, 4) and np.isfinite(np.asarray(a)).all()
+    assert not np.allclose(np.asarray(a), np.asarray(c))
+
+
+def test_bad_prompts(bundle, z0):
+    ed = FastVideoEditor(bundle, BASE)
+    with pytest.raises(ValueError, match="empty"):
+        ed.edit_latents(z0, SRC, "  ")
+    with pytest.raises(PromptTooLongError):
+        ed.edit_latents(z0, SRC, " ".join(["green circle"] * 50))
+    with pytest.raises(ValueError, match="do not occur"):
+        ed.edit_latents(z0, SRC, TGT, blend_words=["purple"])
