@@ -28,3 +28,50 @@ def test_errors_are_readable(tmp_path, capsys):
     assert "model folder not found" in capsys.readouterr().err
     assert main(["generate", "--size", "100", "-o", str(tmp_path / "x.png")]) == 2
     assert "multiple of" in capsys.readouterr().err
+
+
+def _video(path, n=8, size=64):
+    from jaxvid.data.video import write_video
+
+    f = np.zeros((n, size, size + 32, 3), np.uint8)
+    f[..., 0] = np.linspace(0, 255, n).astype(np.uint8)[:, None, None]
+    return write_video(path, f, fps=8)
+
+
+def test_edit_default_model(tmp_path, capsys):
+    src = _video(tmp_path / "in.mp4")
+    out = tmp_path / "out.mp4"
+    assert main(["edit", str(src), "--source-prompt", "a red circle", "--target-prompt", "a blue circle",
+                 "--frames", "6", "--steps", "2", "-o", str(out)]) == 0
+    from jaxvid.data.video import read_video
+
+    assert read_video(out, height=128, width=128).shape == (6, 128, 128, 3)
+    assert (tmp_path / "out.strip.png").exists()
+    err = capsys.readouterr().err
+    assert "encode" in err and "sampling" in err and "decode" in err
+
+
+def test_edit_model_folder(tiny_model_dir, tmp_path):
+    src = _video(tmp_path / "in.gif", n=4, size=32)
+    out = tmp_path / "out.gif"
+    assert main(["edit", str(src), "--model", str(tiny_model_dir), "--size", "32", "--frames", "4", "--steps", "2",
+                 "--source-prompt", "a red circle", "--target-prompt", "a blue circle", "-o", str(out)]) == 0
+    assert out.exists()
+
+
+def test_edit_bad_inputs(tmp_path, capsys):
+    src = _video(tmp_path / "in.mp4")
+    base = ["--source-prompt", "a red circle", "--target-prompt", "a blue circle", "-o", str(tmp_path / "o.mp4")]
+    assert main(["edit", str(tmp_path / "missing.mp4"), *base]) == 2
+    assert "not found" in capsys.readouterr().err
+    (tmp_path / "junk.webm").write_bytes(b"\x00" * 1000)
+    assert main(["edit", str(tmp_path / "junk.webm"), *base]) == 2
+    assert "cannot" in capsys.readouterr().err
+    (tmp_path / "noframes").mkdir()
+    assert main(["edit", str(tmp_path / "noframes"), *base]) == 2
+    assert "no frames" in capsys.readouterr().err
+    assert main(["edit", str(src), "--source-prompt", "", "--target-prompt", "x", "-o", str(tmp_path / "o.mp4")]) == 2
+    assert "empty" in capsys.readouterr().err
+    long = " ".join(["blue circle"] * 50)
+    assert main(["edit", str(src), "--source-prompt", "a", "--target-prompt", long, "-o", str(tmp_path / "o.mp4")]) == 2
+    assert "limit" in capsys.readouterr().err
