@@ -2,6 +2,7 @@
 
     jaxvid generate --prompt "a red circle moving on a blue background" -o outputs/demo.png
     jaxvid edit in.mp4 --source-prompt "a red car" --target-prompt "a blue car" -o out.mp4
+    ffmpeg -i cam.mp4 -f rawvideo -pix_fmt rgb24 - | jaxvid stream --input - --input-size 480x640 --prompt "..." -o o.mp4
     jaxvid generate --model ./stable-diffusion-v1-5 --lora ./lcm-lora-sdv1-5 --prompt "..." -o out.png
     jaxvid info --model ./stable-diffusion-v1-5
 """
@@ -11,6 +12,8 @@ from __future__ import annotations
 import argparse
 import sys
 import time
+
+import numpy as np
 from pathlib import Path
 
 from rich.console import Console
@@ -64,7 +67,6 @@ def _add_model_args(p: argparse.ArgumentParser) -> None:
 
 
 def cmd_generate(args: argparse.Namespace) -> int:
-    import numpy as np
     from PIL import Image
 
     from configs.image import get_config
@@ -128,9 +130,61 @@ def cmd_edit(args: argparse.Namespace) -> int:
     return 0
 
 
-def cmd_info(args: argparse.Namespace) -> int:
-    import numpy as np
+def cmd_stream(args: argparse.Namespace) -> int:
+    from tqdm import tqdm
 
+    from jaxvid.data.stream import ThreadedSource, open_source
+    from jaxvid.data.video import VideoWriter, video_fps
+    from jaxvid.models.temporal import TemporalConfig, temporal_unet
+    from jaxvid.pipelines.svdiff import StreamConfig, StreamEditor
+    from jaxvid.weights.loaders import load_tiny_vae
+    from jaxvid.weights.temporal import load_temporal, read_temporal_config
+
+    height, width = args.size or ((512, 512) if args.model else (128, 128))
+    source = open_source(args.input, height, width, args.input_size)
+    bundle = load_bundle(args)
+    if args.tiny_vae:
+        bundle = bundle.replace(vae=load_tiny_vae(args.tiny_vae))
+    tcfg = read_temporal_config(args.memory) if args.memory else TemporalConfig(kind=args.temporal)
+    model = temporal_unet(bundle.unet, tcfg, seed=args.seed)
+    if args.memory:
+        load_temporal(model, args.memory)
+    else:
+        console.print(f"[yellow]note:[/] no --memory given: the {tcfg.kind} modules are untrained "
+                      "(zero-initialised output: frames are edited independently)")
+    cfg = StreamConfig(steps=args.steps, guidance=args.guidance, inversion=args.inversion, strength=args.strength,
+                       source_prompt=args.source_prompt, seed=args.seed)
+    editor = StreamEditor(bundle, model, args.prompt, cfg, height=height, width=width)
+    state = editor.init_state()
+    fps_in = video_fps(args.input) if args.input not in ("-",) and not args.input.startswith("/dev/") else 30.0
+    reader = ThreadedSource(source, args.policy)
+    n, t_start = 0, None
+    bar = tqdm(desc="streaming (first frame compiles)", unit="frame")
+    try:
+        with VideoWriter(args.output, fps=fps_in) as writer:
+            try:
+                for frame, arrived in reader:
+                    out, state = editor.step(state, frame)
+                    out = np.asarray(out)  # waits for the device
+                    writer.write(out)
+                    now = time.perf_counter()
+                    t_start = t_start or now
+                    n += 1
+                    if args.max_frames and n >= args.max_frames:
+                        break
+                    fps = (n - 1) / (now - t_start) if n > 1 else 0.0
+                    bar.set_postfix(fps=f"{fps:.1f}", latency_ms=f"{(now - arrived) * 1e3:.0f}", dropped=reader.dropped)
+                    bar.update(1)
+            except KeyboardInterrupt:
+                console.print("[yellow]interrupted: closing the output[/]")
+    finally:
+        reader.close()
+        bar.close()
+    console.print(f"wrote {n} frames to {args.output} ({reader.dropped} dropped by the '{args.policy}' policy)")
+    return 0
+
+
+def cmd_info(args: argparse.Namespace) -> int:
     from jaxvid.weights.convert import param_paths
 
     bundle = load_bundle(args)
@@ -182,6 +236,26 @@ def build_parser() -> argparse.ArgumentParser:
     e.add_argument("--per-frame-noise", action="store_true", help="the released code's per-frame noise")
     e.add_argument("-o", "--output", type=Path, default=Path("outputs/edit.mp4"))
     e.set_defaults(func=cmd_edit)
+
+    st = sub.add_parser("stream", help="SVDiff: edit a live stream frame by frame with a temporal memory")
+    _add_model_args(st)
+    st.add_argument("--input", required=True, help="video file, '-' for raw RGB24 frames on stdin, or /dev/videoN")
+    st.add_argument("--input-size", type=_size, help="HxW of raw stdin frames")
+    st.add_argument("--prompt", required=True)
+    st.add_argument("--source-prompt", default="", help="prompt for inversion / the consistency source branch")
+    st.add_argument("--memory", type=Path, help="trained temporal-module folder (save_temporal); default: untrained")
+    st.add_argument("--temporal", default="memory", choices=["memory", "window", "shift", "sliding", "linear"])
+    st.add_argument("--inversion", default="lcm", choices=["lcm", "noise", "consistency"])
+    st.add_argument("--steps", type=int, default=3)
+    st.add_argument("--guidance", type=float, default=1.0, help="lambda: (1+l) eps_c - l eps_uc; 0 = no CFG")
+    st.add_argument("--strength", type=float, default=0.6, help="noise mode: share of the schedule re-run")
+    st.add_argument("--tiny-vae", type=Path, help="AutoencoderTiny (TAESD) folder for fast encode/decode")
+    st.add_argument("--size", type=_size, help="N or HxW (default 512; 128 on the built-in model)")
+    st.add_argument("--policy", default="queue", choices=["queue", "drop"], help="input faster than processing")
+    st.add_argument("--max-frames", type=int)
+    st.add_argument("--seed", type=int, default=0)
+    st.add_argument("-o", "--output", type=Path, default=Path("outputs/stream.mp4"))
+    st.set_defaults(func=cmd_stream)
 
     i = sub.add_parser("info", help="print the components and parameter counts of a model")
     _add_model_args(i)

@@ -106,36 +106,70 @@ def read_video(
     return np.stack(frames)
 
 
-def write_video(path: str | Path, frames: np.ndarray, fps: float = 8.0) -> Path:
-    """Write uint8 ``[F, H, W, 3]`` frames: ``.gif`` through Pillow, ``.webm`` as VP9, anything
-    else (``.mp4``, ``.mkv``, ``.mov``) as H.264 (yuv420p; odd sizes are padded by one pixel)."""
-    import av
+class VideoWriter:
+    """Incremental writer (frames arrive one by one, e.g. from a stream): ``.gif`` through
+    Pillow, ``.webm`` as VP9, anything else (``.mp4``, ``.mkv``, ``.mov``) as H.264 yuv420p
+    (odd sides padded by one pixel). Use as a context manager: closing always finalises the
+    file with every frame written so far."""
 
-    path = Path(path)
+    def __init__(self, path: str | Path, fps: float = 8.0):
+        self.path, self.fps = Path(path), fps
+        self.count = 0
+        self._container = self._stream = None
+        self._gif: list[Image.Image] = []
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+
+    def write(self, frame: np.ndarray) -> None:
+        import av
+
+        frame = np.asarray(frame)
+        if frame.ndim != 3 or frame.shape[-1] != 3 or frame.dtype != np.uint8:
+            raise VideoError(f"expected a uint8 frame [H, W, 3], got {frame.dtype} {frame.shape}")
+        self.count += 1
+        if self.path.suffix.lower() == ".gif":
+            self._gif.append(Image.fromarray(frame))
+            return
+        h, w = frame.shape[:2]
+        if h % 2 or w % 2:  # yuv420p needs even sides
+            frame = np.pad(frame, ((0, h % 2), (0, w % 2), (0, 0)), mode="edge")
+        if self._container is None:
+            codec = "libvpx-vp9" if self.path.suffix.lower() == ".webm" else "libx264"
+            self._container = av.open(str(self.path), mode="w")
+            self._stream = self._container.add_stream(codec, rate=Fraction(self.fps).limit_denominator(1000))
+            self._stream.width, self._stream.height = frame.shape[1], frame.shape[0]
+            self._stream.pix_fmt = "yuv420p"
+            if codec == "libx264":
+                self._stream.options = {"crf": "18"}
+        for packet in self._stream.encode(av.VideoFrame.from_ndarray(frame, format="rgb24")):
+            self._container.mux(packet)
+
+    def close(self) -> None:
+        if self._gif:
+            self._gif[0].save(self.path, save_all=True, append_images=self._gif[1:],
+                              duration=max(1, round(1000 / self.fps)), loop=0)
+            self._gif = []
+        if self._container is not None:
+            for packet in self._stream.encode():
+                self._container.mux(packet)
+            self._container.close()
+            self._container = None
+
+    def __enter__(self) -> "VideoWriter":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+
+def write_video(path: str | Path, frames: np.ndarray, fps: float = 8.0) -> Path:
+    """Write uint8 ``[F, H, W, 3]`` frames (formats as :class:`VideoWriter`)."""
     frames = np.asarray(frames)
     if frames.ndim != 4 or frames.shape[-1] != 3 or frames.dtype != np.uint8 or len(frames) == 0:
         raise VideoError(f"expected uint8 frames [F>0, H, W, 3], got {frames.dtype} {frames.shape}")
-    path.parent.mkdir(parents=True, exist_ok=True)
-    if path.suffix.lower() == ".gif":
-        imgs = [Image.fromarray(f) for f in frames]
-        imgs[0].save(path, save_all=True, append_images=imgs[1:], duration=max(1, round(1000 / fps)), loop=0)
-        return path
-    h, w = frames.shape[1:3]
-    if h % 2 or w % 2:  # yuv420p needs even sides
-        frames = np.pad(frames, ((0, 0), (0, h % 2), (0, w % 2), (0, 0)), mode="edge")
-    codec = "libvpx-vp9" if path.suffix.lower() == ".webm" else "libx264"
-    with av.open(str(path), mode="w") as out:
-        stream = out.add_stream(codec, rate=Fraction(fps).limit_denominator(1000))
-        stream.width, stream.height = frames.shape[2], frames.shape[1]
-        stream.pix_fmt = "yuv420p"
-        if codec == "libx264":
-            stream.options = {"crf": "18"}
+    with VideoWriter(path, fps) as w:
         for f in frames:
-            for packet in stream.encode(av.VideoFrame.from_ndarray(f, format="rgb24")):
-                out.mux(packet)
-        for packet in stream.encode():
-            out.mux(packet)
-    return path
+            w.write(f)
+    return Path(path)
 
 
 def write_strip(path: str | Path, rows: list[np.ndarray], max_frames: int = 8) -> Path:

@@ -148,7 +148,10 @@ class Transformer2DModel(nnx.Module):
             ]
         )
 
-    def __call__(self, x: jax.Array, context: jax.Array, control: AttentionControl | None = None) -> jax.Array:
+    def __call__(
+        self, x: jax.Array, context: jax.Array, control: AttentionControl | None = None, temporal=None
+    ) -> jax.Array:
+        """``temporal(site, tokens) -> tokens`` runs after each block (SVDiff's plug point)."""
         b, h, w, c = x.shape
         residual = x
         x = self.norm(x)
@@ -159,6 +162,8 @@ class Transformer2DModel(nnx.Module):
             x = x.reshape(b, h * w, x.shape[-1])
         for block in self.transformer_blocks:
             x = block(x, context, control)
+            if temporal is not None:
+                x = temporal(block.site, x)
         if self.use_linear_projection:
             x = self.proj_out(x).reshape(b, h, w, c)
         else:

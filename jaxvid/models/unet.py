@@ -143,12 +143,14 @@ class DownBlock(_Blocks):
         final = i == len(cfg.block_out_channels) - 1
         self.downsamplers = None if final else nnx.List([Downsample2D(cout, padding=cfg.downsample_padding, **kw)])
 
-    def __call__(self, x: jax.Array, temb: jax.Array, context: jax.Array, control=None) -> tuple[jax.Array, list[jax.Array]]:
+    def __call__(
+        self, x: jax.Array, temb: jax.Array, context: jax.Array, control=None, temporal=None
+    ) -> tuple[jax.Array, list[jax.Array]]:
         skips = []
         for j, resnet in enumerate(self.resnets):
             x = resnet(x, temb)
             if self.attentions is not None:
-                x = self.attentions[j](x, context, control)
+                x = self.attentions[j](x, context, control, temporal)
             skips.append(x)
         if self.downsamplers is not None:
             x = self.downsamplers[0](x)
@@ -166,10 +168,10 @@ class MidBlock(_Blocks):
         self.resnets = nnx.List([self.resnet(cfg, c, c, kw) for _ in range(2)])
         self.attentions = nnx.List([self.transformer(cfg, c, cfg.heads[-1], tl, xdim, kw)])
 
-    def __call__(self, x: jax.Array, temb: jax.Array, context: jax.Array, control=None) -> jax.Array:
+    def __call__(self, x: jax.Array, temb: jax.Array, context: jax.Array, control=None, temporal=None) -> jax.Array:
         x = self.resnets[0](x, temb)
         for attn, resnet in zip(self.attentions, self.resnets[1:]):
-            x = resnet(attn(x, context, control), temb)
+            x = resnet(attn(x, context, control, temporal), temb)
         return x
 
 
@@ -193,12 +195,12 @@ class UpBlock(_Blocks):
         self.upsamplers = None if i == nb - 1 else nnx.List([Upsample2D(cout, **kw)])
 
     def __call__(
-        self, x: jax.Array, skips: list[jax.Array], temb: jax.Array, context: jax.Array, control=None
+        self, x: jax.Array, skips: list[jax.Array], temb: jax.Array, context: jax.Array, control=None, temporal=None
     ) -> jax.Array:
         for j, resnet in enumerate(self.resnets):
             x = resnet(jnp.concatenate([x, skips.pop()], axis=-1), temb)
             if self.attentions is not None:
-                x = self.attentions[j](x, context, control)
+                x = self.attentions[j](x, context, control, temporal)
         if self.upsamplers is not None:
             x = self.upsamplers[0](x)
         return x
@@ -268,8 +270,10 @@ class UNet2DConditionModel(nnx.Module):
         encoder_hidden_states: jax.Array,
         timestep_cond: jax.Array | None = None,
         control: AttentionControl | None = None,
+        temporal=None,
     ) -> jax.Array:
-        """``control`` replaces every transformer block's attention computation (same weights)."""
+        """``control`` replaces every transformer block's attention computation (same weights);
+        ``temporal(site, tokens)`` runs after every transformer block (see models/temporal.py)."""
         self.check_sample(sample)
         batch = sample.shape[0]
         temb = self.time_embed(timestep, batch, timestep_cond)
@@ -279,11 +283,11 @@ class UNet2DConditionModel(nnx.Module):
         x = self.conv_in(sample)
         skips = [x]
         for block in self.down_blocks:
-            x, s = block(x, temb, context, control)
+            x, s = block(x, temb, context, control, temporal)
             skips += s
-        x = self.mid_block(x, temb, context, control)
+        x = self.mid_block(x, temb, context, control, temporal)
         for block in self.up_blocks:
             n = len(block.resnets)
-            x, skips = block(x, skips[-n:], temb, context, control), skips[:-n]
+            x, skips = block(x, skips[-n:], temb, context, control, temporal), skips[:-n]
         x = activation(self.config.act_fn)(self.conv_norm_out(x))
         return self.conv_out(x)

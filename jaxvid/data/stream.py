@@ -1,0 +1,117 @@
+"""Live frame sources for ``jaxvid stream``: a video file, raw RGB frames on a pipe, or a V4L2
+camera, read on a background thread with a policy for frames that arrive faster than they are
+processed: ``queue`` (keep every frame, the reader waits when 64 are pending) or ``drop``
+(keep only the newest frame; for live cameras).
+"""
+
+from __future__ import annotations
+
+import queue
+import sys
+import threading
+import time
+from pathlib import Path
+from typing import BinaryIO, Iterator
+
+import numpy as np
+
+from jaxvid.data.video import VideoError, _frames_from_file, resize_cover_crop
+
+_END = object()
+
+
+def raw_frames(stream: BinaryIO, in_height: int, in_width: int, height: int, width: int) -> Iterator[np.ndarray]:
+    """Frames of packed RGB24 bytes (``in_height x in_width x 3`` each) from a pipe, until EOF.
+    A closed pipe ends the stream; a trailing partial frame is an error."""
+    size = in_height * in_width * 3
+    while True:
+        try:
+            buf = stream.read(size)
+        except (BrokenPipeError, ValueError, OSError) as e:  # closed or broken pipe
+            raise VideoError(f"input pipe closed: {e}") from None
+        if not buf:
+            return
+        if len(buf) < size:
+            raise VideoError(f"input ended in the middle of a frame ({len(buf)} of {size} bytes); "
+                             f"is --input-size {in_width}x{in_height} right?")
+        yield resize_cover_crop(np.frombuffer(buf, np.uint8).reshape(in_height, in_width, 3), height, width)
+
+
+def device_frames(device: str, height: int, width: int) -> Iterator[np.ndarray]:
+    """Frames from a V4L2 camera (``/dev/videoN``)."""
+    import av
+
+    try:
+        container = av.open(device, format="v4l2")
+    except (av.error.FFmpegError, OSError) as e:
+        raise VideoError(f"cannot open video device {device}: {e}") from None
+    with container:
+        for frame in container.decode(video=0):
+            yield resize_cover_crop(frame.to_image(), height, width)
+
+
+def open_source(spec: str, height: int, width: int, input_size: tuple[int, int] | None = None) -> Iterator[np.ndarray]:
+    """``-`` (raw RGB on stdin, needs ``input_size``), ``/dev/video*`` (V4L2), or a video file."""
+    if spec == "-":
+        if input_size is None:
+            raise VideoError("raw frames on stdin need --input-size HxW (the size of each incoming frame)")
+        return raw_frames(sys.stdin.buffer, input_size[0], input_size[1], height, width)
+    if spec.startswith("/dev/video"):
+        return device_frames(spec, height, width)
+    path = Path(spec)
+    if not path.exists():
+        raise VideoError(f"input not found: {spec}")
+    return (resize_cover_crop(img, height, width) for img in _frames_from_file(path))
+
+
+class ThreadedSource:
+    """Reads a frame iterator on a thread; ``policy`` decides what happens when the consumer is
+    slower. Iterating yields ``(frame, arrival_time)``; errors of the reader are re-raised."""
+
+    def __init__(self, frames: Iterator[np.ndarray], policy: str = "queue"):
+        if policy not in ("queue", "drop"):
+            raise ValueError(f"policy must be 'queue' or 'drop', got {policy!r}")
+        self.policy = policy
+        self.dropped = 0
+        self._q: queue.Queue = queue.Queue(maxsize=64 if policy == "queue" else 1)
+        self._error: BaseException | None = None
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, args=(frames,), daemon=True)
+        self._thread.start()
+
+    def _run(self, frames: Iterator[np.ndarray]) -> None:
+        try:
+            for f in frames:
+                if self._stop.is_set():
+                    return
+                item = (f, time.perf_counter())
+                if self.policy == "drop":
+                    try:
+                        self._q.get_nowait()
+                        self.dropped += 1
+                    except queue.Empty:
+                        pass
+                    self._q.put(item)
+                else:
+                    while not self._stop.is_set():
+                        try:
+                            self._q.put(item, timeout=0.1)
+                            break
+                        except queue.Full:
+                            continue
+        except BaseException as e:  # handed to the consumer
+            self._error = e
+        finally:
+            self._q.put(_END)
+
+    def __iter__(self):
+        while True:
+            item = self._q.get()
+            if item is _END:
+                if self._error is not None:
+                    raise self._error
+                return
+            yield item
+
+    def close(self) -> None:
+        self._stop.set()

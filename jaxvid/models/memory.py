@@ -1,0 +1,61 @@
+"""SVDiff spatial-aware temporal memory (DESIGN §7, paper eq. 6-7).
+
+One :class:`MemoryAttention` per UNet transformer block. The memory is ``h x w`` tokens of the
+block's width; initially ``m_ij = w0 + FFN([i - h/2, j - w/2])``. After the block,
+multi-head self-attention runs over ``[frame tokens; memory tokens]`` with a residual: the
+first ``H*W`` outputs replace the frame features, the last ``h*w`` are the memory for the next
+frame. The output projection starts at zero, so an untrained memory UNet computes exactly
+what the base UNet computes.
+"""
+
+from __future__ import annotations
+
+import jax
+import jax.numpy as jnp
+from flax import nnx
+
+from jaxvid.models.attention import Attention
+from jaxvid.models.layers import Dtype, layer_norm, linear
+
+
+class MemoryAttention(nnx.Module):
+    def __init__(
+        self,
+        dim: int,
+        heads: int,
+        *,
+        memory_hw: tuple[int, int] = (8, 8),
+        positional: bool = True,
+        pos_hidden: int = 32,
+        kernel: str = "xla",
+        rngs: nnx.Rngs,
+        dtype: Dtype | None = jnp.float32,
+        param_dtype: Dtype = jnp.float32,
+    ):
+        kw = dict(rngs=rngs, dtype=dtype, param_dtype=param_dtype)
+        self.memory_hw = tuple(memory_hw)
+        self.w0 = nnx.Param(jax.random.normal(rngs.params(), (dim,), param_dtype) * 0.02)
+        self.pos_fc1 = linear(2, pos_hidden, **kw) if positional else None
+        self.pos_fc2 = linear(pos_hidden, dim, **kw) if positional else None
+        self.norm = layer_norm(dim, 1e-5, **kw)
+        self.attn = Attention(dim, heads=heads, dim_head=dim // heads, bias=True, kernel=kernel, **kw)
+        out = self.attn.to_out[0]
+        out.kernel.set_value(jnp.zeros_like(out.kernel[...]))
+        out.bias.set_value(jnp.zeros_like(out.bias[...]))
+
+    def initial_memory(self, batch: int) -> jax.Array:
+        """``[batch, h*w, dim]``: the learnable vector plus an FFN of each cell's offset from the centre."""
+        h, w = self.memory_hw
+        mem = jnp.broadcast_to(self.w0[...], (h * w, self.w0.shape[0]))
+        if self.pos_fc1 is not None:
+            ii, jj = jnp.meshgrid(jnp.arange(h) - h / 2, jnp.arange(w) - w / 2, indexing="ij")
+            pos = jnp.stack([ii.ravel(), jj.ravel()], axis=-1).astype(jnp.float32)
+            mem = mem + self.pos_fc2(jax.nn.silu(self.pos_fc1(pos)))
+        return jnp.broadcast_to(mem, (batch, *mem.shape))
+
+    def __call__(self, x: jax.Array, memory: jax.Array) -> tuple[jax.Array, jax.Array]:
+        """``x [B, N, C]`` frame tokens, ``memory [B, M, C]`` -> (new frame tokens, next memory)."""
+        n = x.shape[1]
+        cat = jnp.concatenate([x, memory.astype(x.dtype)], axis=1)
+        out = cat + self.attn(self.norm(cat))
+        return out[:, :n], out[:, n:]

@@ -1,0 +1,216 @@
+"""Temporal modules at SVDiff's plug point (after every UNet transformer block), by registry.
+
+``memory`` is SVDiff's spatial-aware memory; the others are the paper's Table 1 baselines:
+``window`` (attention to the keys/values of the previous 3 frames), ``shift`` (a share of the
+channels comes from the previous frame), ``sliding`` (per-position temporal attention over the
+last W frames), ``linear`` (causal linear attention over all previous frames). Every module maps
+``(x [B, N, C], state) -> (x, state)`` with a fixed-shape state, so a stream step compiles once.
+Learned modules start with a zero output projection: untrained, they leave the UNet unchanged.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Any, Callable
+
+import jax
+import jax.numpy as jnp
+from flax import nnx
+
+from jaxvid.models.attention import Attention, get_attention_kernel
+from jaxvid.models.layers import Dtype, layer_norm
+from jaxvid.models.memory import MemoryAttention
+
+
+@dataclasses.dataclass(frozen=True)
+class TemporalConfig:
+    """Which temporal module and its knobs (ablations included)."""
+
+    kind: str = "memory"  # memory | window | shift | sliding | linear | none
+    memory_hw: tuple[int, int] = (8, 8)  # (1, 1): a single global token
+    positional: bool = True  # memory positional embedding (ablation: off)
+    pos_hidden: int = 32
+    window: int = 3  # window attention: previous frames cached
+    sliding: int = 8  # sliding-window temporal attention: frames attended (incl. the current)
+    shift_fraction: float = 0.125  # temporal shift: share of channels taken from the previous frame
+
+
+def _zero_out(attn: Attention) -> Attention:
+    out = attn.to_out[0]
+    out.kernel.set_value(jnp.zeros_like(out.kernel[...]))
+    out.bias.set_value(jnp.zeros_like(out.bias[...]))
+    return attn
+
+
+class MemoryModule(nnx.Module):
+    def __init__(self, cfg: TemporalConfig, dim: int, heads: int, *, kw: dict):
+        self.memory = MemoryAttention(dim, heads, memory_hw=cfg.memory_hw, positional=cfg.positional,
+                                      pos_hidden=cfg.pos_hidden, **kw)
+
+    def init_state(self, batch: int, tokens: int) -> jax.Array:
+        return self.memory.initial_memory(batch)
+
+    def __call__(self, x, state):
+        return self.memory(x, state)
+
+
+class WindowAttention(nnx.Module):
+    """Cross-frame attention: queries of this frame, keys/values of this and the cached frames."""
+
+    def __init__(self, cfg: TemporalConfig, dim: int, heads: int, *, kw: dict):
+        self.window = cfg.window
+        self.norm = layer_norm(dim, 1e-5, **kw)
+        self.attn = _zero_out(Attention(dim, heads=heads, dim_head=dim // heads, bias=True, **kw))
+
+    def init_state(self, batch: int, tokens: int) -> dict:
+        dim = self.norm.scale.shape[0]
+        return {"tokens": jnp.zeros((batch, self.window, tokens, dim)), "valid": jnp.zeros((batch, self.window), bool)}
+
+    def __call__(self, x, state):
+        B, N, C = x.shape
+        h = self.norm(x)
+        ctx = jnp.concatenate([h, state["tokens"].reshape(B, -1, C).astype(h.dtype)], axis=1)
+        valid = jnp.concatenate([jnp.ones((B, N), bool), jnp.repeat(state["valid"], N, axis=1)], axis=1)
+        q, k, v = self.attn.qkv(h, ctx)
+        o = get_attention_kernel("xla")(q, k, v, scale=self.attn.scale, mask=valid[:, None, None, :])
+        tokens = jnp.concatenate([h[:, None].astype(state["tokens"].dtype), state["tokens"][:, :-1]], axis=1)
+        valid_next = jnp.concatenate([jnp.ones((B, 1), bool), state["valid"][:, :-1]], axis=1)
+        return x + self.attn.project_out(o), {"tokens": tokens, "valid": valid_next}
+
+
+class TemporalShift(nnx.Module):
+    """Online temporal shift (TSM): the first ``fraction`` of channels come from the previous
+    frame (zeros before the first). Parameter-free."""
+
+    def __init__(self, cfg: TemporalConfig, dim: int, heads: int, *, kw: dict):
+        self.dim = dim
+        self.n_shift = max(1, int(dim * cfg.shift_fraction))
+
+    def init_state(self, batch: int, tokens: int) -> jax.Array:
+        return jnp.zeros((batch, tokens, self.dim))
+
+    def __call__(self, x, state):
+        k = self.n_shift
+        return jnp.concatenate([state[..., :k].astype(x.dtype), x[..., k:]], axis=-1), x.astype(state.dtype)
+
+
+class SlidingWindowAttention(nnx.Module):
+    """Temporal attention per spatial position over the last ``sliding`` frames."""
+
+    def __init__(self, cfg: TemporalConfig, dim: int, heads: int, *, kw: dict):
+        self.length = cfg.sliding - 1
+        self.norm = layer_norm(dim, 1e-5, **kw)
+        self.attn = _zero_out(Attention(dim, heads=heads, dim_head=dim // heads, bias=True, **kw))
+
+    def init_state(self, batch: int, tokens: int) -> dict:
+        dim = self.norm.scale.shape[0]
+        return {"tokens": jnp.zeros((batch, self.length, tokens, dim)), "valid": jnp.zeros((batch, self.length), bool)}
+
+    def __call__(self, x, state):
+        B, N, C = x.shape
+        h = self.norm(x)
+        seq = jnp.concatenate([h[:, None], state["tokens"].astype(h.dtype)], axis=1)  # [B, T, N, C]
+        seq = seq.transpose(0, 2, 1, 3).reshape(B * N, -1, C)  # each position's history
+        valid = jnp.concatenate([jnp.ones((B, 1), bool), state["valid"]], axis=1)
+        q, k, v = self.attn.qkv(h.reshape(B * N, 1, C), seq)
+        mask = jnp.repeat(valid, N, axis=0)[:, None, None, :]
+        o = get_attention_kernel("xla")(q, k, v, scale=self.attn.scale, mask=mask)
+        out = x + self.attn.project_out(o).reshape(B, N, C)
+        tokens = jnp.concatenate([h[:, None].astype(state["tokens"].dtype), state["tokens"][:, :-1]], axis=1)
+        valid_next = jnp.concatenate([jnp.ones((B, 1), bool), state["valid"][:, :-1]], axis=1)
+        return out, {"tokens": tokens, "valid": valid_next}
+
+
+class LinearAttention(nnx.Module):
+    """Causal linear ("efficient") attention per position over all previous frames: the state is
+    the running sums ``S = sum phi(k) v^T`` and ``z = sum phi(k)`` (phi = elu + 1), constant in size."""
+
+    def __init__(self, cfg: TemporalConfig, dim: int, heads: int, *, kw: dict):
+        self.norm = layer_norm(dim, 1e-5, **kw)
+        self.attn = _zero_out(Attention(dim, heads=heads, dim_head=dim // heads, bias=True, **kw))
+
+    def init_state(self, batch: int, tokens: int) -> dict:
+        H, D = self.attn.heads, self.attn.dim_head
+        return {"S": jnp.zeros((batch, tokens, H, D, D)), "z": jnp.zeros((batch, tokens, H, D))}
+
+    def __call__(self, x, state):
+        q, k, v = self.attn.qkv(self.norm(x))  # [B, N, H, D]
+        phi = lambda a: jax.nn.elu(a.astype(jnp.float32)) + 1  # noqa: E731
+        S = state["S"] + jnp.einsum("bnhd,bnhe->bnhde", phi(k), v.astype(jnp.float32))
+        z = state["z"] + phi(k)
+        o = jnp.einsum("bnhd,bnhde->bnhe", phi(q), S) / (jnp.einsum("bnhd,bnhd->bnh", phi(q), z)[..., None] + 1e-6)
+        return x + self.attn.project_out(o.astype(x.dtype)), {"S": S, "z": z}
+
+
+TEMPORAL_MODULES: dict[str, Callable[..., nnx.Module]] = {
+    "memory": MemoryModule,
+    "window": WindowAttention,
+    "shift": TemporalShift,
+    "sliding": SlidingWindowAttention,
+    "linear": LinearAttention,
+}
+
+
+class TemporalHook:
+    """Threads per-site states through one UNet call; collects the next states (returned by
+    :meth:`TemporalUNet.__call__`, never kept beyond the call)."""
+
+    def __init__(self, modules: nnx.List, states: tuple[Any, ...]):
+        self.modules, self.states = modules, states
+        self.next: dict[int, Any] = {}
+
+    def __call__(self, site: int, x: jax.Array) -> jax.Array:
+        y, self.next[site] = self.modules[site](x, self.states[site])
+        return y
+
+
+def make_temporal_modules(
+    unet, config: TemporalConfig, *, rngs: nnx.Rngs, dtype: Dtype | None = jnp.float32, param_dtype: Dtype = jnp.float32
+) -> nnx.List:
+    """One temporal module per transformer block of ``unet``, sized like that block."""
+    if config.kind not in TEMPORAL_MODULES:
+        raise ValueError(f"unknown temporal module {config.kind!r}; known: {sorted(TEMPORAL_MODULES)}")
+    kw = dict(rngs=rngs, dtype=dtype, param_dtype=param_dtype)
+    dims = [(b.attn1.heads * b.attn1.dim_head, b.attn1.heads) for b in unet.transformer_blocks()]
+    return nnx.List([TEMPORAL_MODULES[config.kind](config, d, h, kw=kw) for d, h in dims])
+
+
+def temporal_unet(unet, config: TemporalConfig = TemporalConfig(), *, seed: int = 0,
+                  dtype: Dtype | None = jnp.float32, param_dtype: Dtype = jnp.float32) -> "TemporalUNet":
+    """Wrap a loaded base UNet with freshly initialised temporal modules (initialised in one jit)."""
+    temporal = nnx.jit(
+        lambda: make_temporal_modules(unet, config, rngs=nnx.Rngs(seed), dtype=dtype, param_dtype=param_dtype)
+    )()
+    return TemporalUNet(unet, temporal, config)
+
+
+class TemporalUNet(nnx.Module):
+    """A base UNet (``unet.*`` parameters, loaded from diffusers weights unchanged) plus one
+    temporal module per transformer block (``temporal.<site>.*``, saved and loaded separately)."""
+
+    def __init__(self, unet, temporal: nnx.List, config: TemporalConfig):
+        if len(temporal) != len(unet.transformer_blocks()):
+            raise ValueError(f"{len(temporal)} temporal modules for {len(unet.transformer_blocks())} transformer blocks")
+        self.unet = unet
+        self.temporal = temporal
+        self.config = config
+
+    def site_tokens(self, latent_hw: tuple[int, int]) -> list[int]:
+        """Tokens per site for a latent size (the factor of each site's UNet level)."""
+        n = len(self.unet.config.block_out_channels)
+        factors = []
+        for i, b in enumerate(self.unet.down_blocks):
+            factors += [2**i] * (0 if b.attentions is None else sum(len(t.transformer_blocks) for t in b.attentions))
+        factors += [2 ** (n - 1)] * sum(len(t.transformer_blocks) for t in self.unet.mid_block.attentions)
+        for i, b in enumerate(self.unet.up_blocks):
+            factors += [2 ** (n - 1 - i)] * (0 if b.attentions is None else sum(len(t.transformer_blocks) for t in b.attentions))
+        return [(latent_hw[0] // f) * (latent_hw[1] // f) for f in factors]
+
+    def init_state(self, batch: int, latent_hw: tuple[int, int]) -> tuple[Any, ...]:
+        return tuple(m.init_state(batch, n) for m, n in zip(self.temporal, self.site_tokens(latent_hw)))
+
+    def __call__(self, sample, timestep, encoder_hidden_states, state, timestep_cond=None):
+        """-> (noise prediction NHWC, next temporal state)."""
+        hook = TemporalHook(self.temporal, state)
+        out = self.unet(sample, timestep, encoder_hidden_states, timestep_cond=timestep_cond, temporal=hook)
+        return out, tuple(hook.next[i] for i in range(len(self.temporal)))
