@@ -75,3 +75,47 @@ def test_edit_bad_inputs(tmp_path, capsys):
     long = " ".join(["blue circle"] * 50)
     assert main(["edit", str(src), "--source-prompt", "a", "--target-prompt", long, "-o", str(tmp_path / "o.mp4")]) == 2
     assert "limit" in capsys.readouterr().err
+
+
+def test_stream_file_and_drop_policy(tmp_path, capsys):
+    src = _video(tmp_path / "in.mp4", n=6)
+    out = tmp_path / "s.mp4"
+    assert main(["stream", "--input", str(src), "--prompt", "a blue circle", "--steps", "2", "-o", str(out)]) == 0
+    from jaxvid.data.video import read_video
+
+    assert len(read_video(out, height=128, width=128)) == 6
+    assert "wrote 6 frames" in capsys.readouterr().err
+    assert main(["stream", "--input", str(src), "--prompt", "a blue circle", "--steps", "2", "--policy", "drop",
+                 "--temporal", "window", "-o", str(tmp_path / "d.mp4")]) == 0
+    err = capsys.readouterr().err
+    assert "'drop' policy" in err
+
+
+def _run_cli(args, stdin: bytes):
+    import subprocess
+    import sys
+
+    return subprocess.run([sys.executable, "-m", "jaxvid.cli", *args], input=stdin, capture_output=True, timeout=600)
+
+
+def test_stream_raw_stdin_pipe(tmp_path):
+    frames = (np.random.default_rng(0).random((3, 48, 64, 3)) * 255).astype(np.uint8)
+    out = tmp_path / "p.gif"
+    r = _run_cli(["stream", "--input", "-", "--input-size", "48x64", "--prompt", "a blue circle", "--steps", "2",
+                  "--inversion", "noise", "-o", str(out)], frames.tobytes())
+    assert r.returncode == 0, r.stderr.decode()[-2000:]
+    assert Image.open(out).n_frames == 3
+    # a pipe that ends mid-frame: every complete frame is written, and the error says why
+    r = _run_cli(["stream", "--input", "-", "--input-size", "48x64", "--prompt", "a blue circle", "--steps", "2",
+                  "--inversion", "noise", "-o", str(tmp_path / "q.gif")], frames.tobytes()[:-100])
+    assert r.returncode == 2 and b"middle of a frame" in r.stderr
+    assert Image.open(tmp_path / "q.gif").n_frames == 2
+
+
+def test_stream_bad_inputs(tmp_path, capsys):
+    assert main(["stream", "--input", "/dev/video77", "--prompt", "x", "-o", str(tmp_path / "x.mp4")]) == 2
+    assert "cannot open video device" in capsys.readouterr().err
+    assert main(["stream", "--input", "-", "--prompt", "x", "-o", str(tmp_path / "x.mp4")]) == 2
+    assert "--input-size" in capsys.readouterr().err
+    assert main(["stream", "--input", str(tmp_path / "none.mp4"), "--prompt", "x", "-o", str(tmp_path / "x.mp4")]) == 2
+    assert "not found" in capsys.readouterr().err
