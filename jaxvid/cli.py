@@ -153,7 +153,8 @@ def cmd_stream(args: argparse.Namespace) -> int:
         console.print(f"[yellow]note:[/] no --memory given: the {tcfg.kind} modules are untrained "
                       "(zero-initialised output: frames are edited independently)")
     cfg = StreamConfig(steps=args.steps, guidance=args.guidance, inversion=args.inversion, strength=args.strength,
-                       source_prompt=args.source_prompt, seed=args.seed)
+                       source_prompt=args.source_prompt, seed=args.seed, guidance_mode=args.guidance_mode,
+                       stream_batch=args.stream_batch)
     editor = StreamEditor(bundle, model, args.prompt, cfg, height=height, width=width)
     state = editor.init_state()
     fps_in = video_fps(args.input) if args.input not in ("-",) and not args.input.startswith("/dev/") else 30.0
@@ -163,10 +164,15 @@ def cmd_stream(args: argparse.Namespace) -> int:
     try:
         with VideoWriter(args.output, fps=fps_in) as writer:
             try:
+                arrivals: list[float] = []
                 for frame, arrived in reader:
-                    out, state = editor.step(state, frame)
+                    out, ok, state = editor.step(state, frame)
                     out = np.asarray(out)  # waits for the device
+                    arrivals.append(arrived)
+                    if not bool(ok):  # stream batch still filling
+                        continue
                     writer.write(out)
+                    arrived = arrivals.pop(0)
                     now = time.perf_counter()
                     t_start = t_start or now
                     n += 1
@@ -175,6 +181,11 @@ def cmd_stream(args: argparse.Namespace) -> int:
                     fps = (n - 1) / (now - t_start) if n > 1 else 0.0
                     bar.set_postfix(fps=f"{fps:.1f}", latency_ms=f"{(now - arrived) * 1e3:.0f}", dropped=reader.dropped)
                     bar.update(1)
+                for _ in range(len(arrivals)):  # stream batch: flush the frames still in flight
+                    out, ok, state = editor.step(state, frame)
+                    if bool(ok):
+                        writer.write(np.asarray(out))
+                        n += 1
             except KeyboardInterrupt:
                 console.print("[yellow]interrupted: closing the output[/]")
     finally:
@@ -249,6 +260,10 @@ def build_parser() -> argparse.ArgumentParser:
     st.add_argument("--steps", type=int, default=3)
     st.add_argument("--guidance", type=float, default=1.0, help="lambda: (1+l) eps_c - l eps_uc; 0 = no CFG")
     st.add_argument("--strength", type=float, default=0.6, help="noise mode: share of the schedule re-run")
+    st.add_argument("--guidance-mode", default="cfg", choices=["cfg", "rcfg"],
+                    help="rcfg: residual CFG, no unconditional UNet branch")
+    st.add_argument("--stream-batch", action="store_true", help="all denoising steps of successive frames in one "
+                    "UNet call (output delayed by steps-1 frames)")
     st.add_argument("--tiny-vae", type=Path, help="AutoencoderTiny (TAESD) folder for fast encode/decode")
     st.add_argument("--size", type=_size, help="N or HxW (default 512; 128 on the built-in model)")
     st.add_argument("--policy", default="queue", choices=["queue", "drop"], help="input faster than processing")

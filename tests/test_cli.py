@@ -119,3 +119,11 @@ def test_stream_bad_inputs(tmp_path, capsys):
     assert "--input-size" in capsys.readouterr().err
     assert main(["stream", "--input", str(tmp_path / "none.mp4"), "--prompt", "x", "-o", str(tmp_path / "x.mp4")]) == 2
     assert "not found" in capsys.readouterr().err
+
+
+def test_stream_batch_and_rcfg_cli(tmp_path, capsys):
+    src = _video(tmp_path / "in.mp4", n=5)
+    out = tmp_path / "b.mp4"
+    assert main(["stream", "--input", str(src), "--prompt", "a blue circle", "--steps", "3", "--stream-batch",
+                 "--guidance-mode", "rcfg", "-o", str(out)]) == 0
+    assert "wrote 5 frames" in capsys.readouterr().err  # frames in flight are flushed at the end

@@ -26,6 +26,7 @@ def bundle():
 
 
 def temporal_unet(bundle, kind="memory", perturb=0.0, **kw):
+    """``bundle``'s UNet with ``kind`` temporal modules (``perturb``: make them act, as if trained)."""
     model = wrap(bundle.unet, TemporalConfig(kind=kind, **kw))
     if perturb:  # trained-like: non-zero output projections so the modules actually act
         k = jax.random.key(5)
@@ -70,8 +71,9 @@ def run_stream(editor, video):
     state = editor.init_state()
     outs = []
     for f in video:
-        out, state = editor.step(state, f)
-        outs.append(np.asarray(out))
+        out, ok, state = editor.step(state, f)
+        if bool(ok):
+            outs.append(np.asarray(out))
     return np.stack(outs), state
 
 
@@ -102,7 +104,7 @@ def test_state_constant_over_200_frames_and_compiles_once(bundle, mode):
     spec = jax.tree.map(lambda a: (a.shape, a.dtype), state)
     n0 = None
     for i, f in enumerate(np.repeat(frames(4), 50, axis=0)):
-        out, state = ed.step(state, f)
+        out, _, state = ed.step(state, f)
         if i == 0:
             n0 = TRACES["step"]
     assert int(state.frame_index) == 200
@@ -118,8 +120,33 @@ def test_scan_over_frames_equals_python_loop(bundle):
     video = frames(4)
     loop, _ = run_stream(ed, video)
     fn = ed.step_fn()
-    _, scanned = jax.jit(lambda s, v: jax.lax.scan(fn, s, v))(ed.init_state(), jnp.asarray(video, jnp.float32) / 127.5 - 1)
+    _, (scanned, _) = jax.jit(lambda s, v: jax.lax.scan(fn, s, v))(ed.init_state(), jnp.asarray(video, jnp.float32) / 127.5 - 1)
     assert np.abs(np.asarray(scanned).astype(int) - loop.astype(int)).max() <= 1
+
+
+@pytest.mark.parametrize("mode", ["lcm", "consistency"])
+def test_stream_batch_equals_sequential(bundle, mode):
+    """k steps of k successive frames in one UNet call give the same frames, k-1 frames later."""
+    model = temporal_unet(bundle, "memory", perturb=0.05)
+    cfg = StreamConfig(steps=3, inversion=mode, guidance=1.0)
+    seq = StreamEditor(bundle, model, "a green circle", cfg, height=64, width=64)
+    bat = StreamEditor(bundle, model, "a green circle", dataclasses.replace(cfg, stream_batch=True), height=64, width=64)
+    video = frames(6)
+    a, _ = run_stream(seq, video)
+    b, _ = run_stream(bat, np.concatenate([video, video[-1:].repeat(bat.delay, 0)]))  # flush with padding frames
+    assert bat.delay == 2 and len(b) == 6
+    assert np.abs(a.astype(int) - b.astype(int)).max() <= 1
+
+
+def test_rcfg_drops_the_unconditional_branch(bundle):
+    model = temporal_unet(bundle, "memory", perturb=0.05)
+    cfg = StreamConfig(steps=2, inversion="noise", guidance=1.0)
+    full = StreamEditor(bundle, model, "a green circle", cfg, height=64, width=64)
+    res = StreamEditor(bundle, model, "a green circle", dataclasses.replace(cfg, guidance_mode="rcfg"), height=64, width=64)
+    assert full.static.branches == 2 and res.static.branches == 1
+    a, _ = run_stream(full, frames(2))
+    b, _ = run_stream(res, frames(2))
+    assert a.shape == b.shape and not np.array_equal(a, b)
 
 
 def test_memory_weights_round_trip(bundle, tmp_path):
@@ -154,3 +181,17 @@ def test_bad_frames(bundle):
         StreamEditor(bundle, temporal_unet(bundle), "x", height=60, width=64)
     with pytest.raises(ValueError, match="empty"):
         StreamEditor(bundle, temporal_unet(bundle), " ", height=64, width=64)
+
+
+def test_tiny_autoencoder_stream(bundle):
+    from jaxvid.models.build import init_model
+    from jaxvid.models.tiny_vae import AutoencoderTiny, TinyVAEConfig
+
+    cfg = TinyVAEConfig(encoder_block_out_channels=(16,) * 4, decoder_block_out_channels=(16,) * 4,
+                        num_encoder_blocks=(1, 1, 1, 1), num_decoder_blocks=(1, 1, 1, 1))
+    tiny = bundle.replace(vae=init_model(lambda r: AutoencoderTiny(cfg, rngs=r)))
+    assert tiny.vae_scale == bundle.vae_scale == 8
+    ed = StreamEditor(tiny, temporal_unet(tiny, "memory"), "a green circle", StreamConfig(steps=2, inversion="noise"),
+                      height=64, width=64)
+    out, _ = run_stream(ed, frames(2))
+    assert out.shape == (2, 64, 64, 3)

@@ -2,9 +2,9 @@
 
 Per frame: encode (VAE or tiny AE); bring the latent to the first LCM timestep by one of
 three modes; denoise ``k`` LCM steps with ``eps = (1 + lambda) eps_c - lambda eps_uc``, each
-branch (conditional, unconditional) reading and updating its own temporal state for that
-step; decode. The state holds, per denoising step and per branch, every site's temporal
-state: fixed shapes, so cost and memory are constant in the stream's length.
+branch reading and updating its own temporal state for that step; decode. The state holds,
+per denoising step and per branch, every site's temporal state: fixed shapes, so cost and
+memory are constant in the stream's length.
 
 Inversion modes:
 * ``lcm``: deterministic DDIM-style inversion along the same k LCM timesteps with the base
@@ -13,6 +13,14 @@ Inversion modes:
 * ``consistency``: inversion-free — a source branch is steered onto the frame's latent with
   the consistency noise ``e_cons`` and the edit branch gets ``eps_hat + e_cons - eps_src``
   (FastVideoEdit's trick applied per frame: saves the inversion's calls, adds one branch).
+
+Throughput options (each switchable, see docs/streaming.md):
+* ``guidance_mode="rcfg"``: residual CFG — the unconditional prediction is replaced by the
+  noise that produced the current latent (StreamDiffusion's self-negative RCFG), dropping the
+  unconditional branch (one UNet row instead of two per step; slightly different results);
+* ``stream_batch=True``: the k steps of k successive frames run as one UNet call (rows at
+  different timesteps); results equal the sequential path, output is delayed by k-1 frames;
+* a tiny autoencoder in the bundle (``--tiny-vae``) for encode/decode.
 """
 
 from __future__ import annotations
@@ -27,7 +35,7 @@ import numpy as np
 from flax import nnx, struct
 
 from jaxvid.models.temporal import TemporalUNet
-from jaxvid.pipelines.autoencode import decode_latents, encode_latents, from_uint8, to_uint8
+from jaxvid.pipelines.autoencode import decode_latents, encode_latents, from_uint8
 from jaxvid.pipelines.bundle import ModelBundle
 from jaxvid.schedulers.lcm import lcm_step, lcm_timesteps
 from jaxvid.schedulers.schedule import add_noise
@@ -41,16 +49,20 @@ MODES = ("lcm", "noise", "consistency")
 class StreamConfig:
     steps: int = 3
     original_inference_steps: int = 50
-    guidance: float = 1.0  # lambda in (1 + lambda) eps_c - lambda eps_uc; 0 drops the unconditional branch
+    guidance: float = 1.0  # lambda in (1 + lambda) eps_c - lambda eps_uc; 0 disables guidance
+    guidance_mode: str = "cfg"  # cfg | rcfg
     inversion: str = "lcm"
     strength: float = 0.6  # noise mode: share of the schedule re-run
     source_prompt: str = ""  # inversion / consistency source branch
     negative_prompt: str = ""
+    stream_batch: bool = False
     seed: int = 0
 
     def __post_init__(self) -> None:
         if self.inversion not in MODES:
             raise ValueError(f"inversion must be one of {MODES}, got {self.inversion!r}")
+        if self.guidance_mode not in ("cfg", "rcfg"):
+            raise ValueError(f"guidance_mode must be 'cfg' or 'rcfg', got {self.guidance_mode!r}")
         if self.guidance < 0:
             raise ValueError("guidance (lambda) must be >= 0")
 
@@ -58,39 +70,41 @@ class StreamConfig:
 @struct.dataclass
 class StreamState:
     temporal: Any  # per site: arrays with leading [steps, branches]
-    frame_index: jax.Array
+    frame_index: jax.Array  # frames received so far
     key: jax.Array
+    slots: Any = None  # stream batch: latents in flight, one slot per denoising step
 
 
 @dataclasses.dataclass(frozen=True)
 class _Static:
     steps: int
-    branches: int  # UNet batch per step: [cond, uncond] (+ source for consistency)
-    cfg: bool
+    branches: int  # UNet rows per step: [cond] (+ uncond under CFG) (+ source for consistency)
+    uncond: bool
+    rcfg: bool
     mode: str
     frame_shape: tuple[int, int, int]
+    stream_batch: bool
 
 
-def _branches(cfg: StreamConfig) -> tuple[int, bool]:
-    use_cfg = cfg.guidance > 0
-    return (1 + int(use_cfg) + int(cfg.inversion == "consistency")), use_cfg
+def _layout(cfg: StreamConfig) -> tuple[int, bool, bool]:
+    guided = cfg.guidance > 0
+    uncond = guided and cfg.guidance_mode == "cfg"
+    rcfg = guided and cfg.guidance_mode == "rcfg"
+    return 1 + int(uncond) + int(cfg.inversion == "consistency"), uncond, rcfg
 
 
-@partial(jax.jit, static_argnames=("graphdef", "vae_graphdef", "static"), donate_argnames=("state",))
-def _step(graphdef, params, vae_graphdef, vae_params, schedule, emb, table, state: StreamState, frame, *, static: _Static):
-    TRACES["step"] += 1  # counts compilations
-    model: TemporalUNet = nnx.merge(graphdef, params)
-    vae = nnx.merge(vae_graphdef, vae_params)
-    S = static
-    key = jax.random.fold_in(state.key, state.frame_index)
-    k_noise, k_loop = jax.random.split(key)
-    z0 = encode_latents(vae, frame[None])  # [1, h, w, c]
-    e_c, e_u, e_s = emb[0:1], emb[1:2], emb[2:3]
-    ts = table["t"]
+def _frame_keys(key: jax.Array, index: jax.Array) -> tuple[jax.Array, jax.Array]:
+    """Per-frame randomness, a function of the frame's index only (so both paths agree)."""
+    return tuple(jax.random.split(jax.random.fold_in(key, index)))
+
+
+def _start(model: TemporalUNet, vae, schedule, emb, ts, frame, k_noise, S: _Static):
+    """Latent of a new frame at the first timestep: ``(x, z0, x_source, residual_noise)``."""
+    z0 = encode_latents(vae, frame[None])
+    e_s = emb[2:3]
     if S.mode == "noise":
         x = add_noise(schedule, z0, jax.random.normal(k_noise, z0.shape, z0.dtype), ts[0])
     elif S.mode == "lcm":
-        x = z0
 
         def invert(x, inp):  # ascending timesteps; base UNet, no temporal module
             t_to, t_from = inp
@@ -100,47 +114,117 @@ def _step(graphdef, params, vae_graphdef, vae_params, schedule, emb, table, stat
             return jnp.sqrt(a_to) * x0 + jnp.sqrt(1 - a_to) * eps, None
 
         up = ts[::-1]
-        x, _ = jax.lax.scan(invert, x, (up, jnp.concatenate([jnp.array([-1], up.dtype), up[:-1]])))
-    else:  # consistency: both branches start from the same noise at t_1
+        x, _ = jax.lax.scan(invert, z0, (up, jnp.concatenate([jnp.array([-1], up.dtype), up[:-1]])))
+    else:  # consistency: edit and source branches start from the same noise
         x = jax.random.normal(k_noise, z0.shape, z0.dtype)
-    xs = x  # source branch (consistency mode)
-
-    def denoise(carry, inp):
-        x, xs = carry
-        i, t, prev_t, is_last, tstate = inp
-        batch, ctx = [x], [e_c]
-        if S.cfg:
-            batch, ctx = batch + [x], ctx + [e_u]
-        if S.mode == "consistency":
-            batch, ctx = batch + [xs], ctx + [e_s]
-        out, tstate = model(jnp.concatenate(batch), t, jnp.concatenate(ctx), tstate)
-        eps = out[0:1]
-        if S.cfg:
-            eps = (1 + table["lam"]) * out[0:1] - table["lam"] * out[1:2]
-        noise = jax.random.normal(jax.random.fold_in(k_loop, i), x.shape, x.dtype)
-        if S.mode == "consistency":
-            a = schedule.alpha(t)
-            e_cons = (xs - jnp.sqrt(a) * z0) / jnp.sqrt(1 - a)
-            eps = eps + e_cons - out[-1:]
-            a_prev = schedule.alpha(prev_t)
-            xs = jnp.sqrt(a_prev) * z0 + jnp.sqrt(1 - a_prev) * noise
-        x, den = lcm_step(schedule, eps, t, x, prev_t, noise, is_last=is_last)
-        return (x, xs), (den, tstate)
-
-    n = ts.shape[0]
-    (_, _), (den, new_temporal) = jax.lax.scan(
-        denoise, (x, xs), (jnp.arange(n), ts, table["prev_t"], table["is_last"], state.temporal)
-    )
-    img = decode_latents(vae, den[-1])[0]
-    return to_uint8_jnp(img), StreamState(new_temporal, state.frame_index + 1, state.key)
+    a = schedule.alpha(ts[0])
+    resid = (x - jnp.sqrt(a) * z0) / jnp.sqrt(1 - a)
+    return x, z0, x, resid
 
 
-def to_uint8_jnp(images: jax.Array) -> jax.Array:
+def _rows(x, xs, emb, S: _Static):
+    """UNet rows of one denoising step: [edit cond] (+ [edit uncond]) (+ [source])."""
+    batch, ctx = [x], [emb[0:1]]
+    if S.uncond:
+        batch, ctx = batch + [x], ctx + [emb[1:2]]
+    if S.mode == "consistency":
+        batch, ctx = batch + [xs], ctx + [emb[2:3]]
+    return jnp.concatenate(batch), jnp.concatenate(ctx)
+
+
+def _update(schedule, out, t, prev_t, is_last, x, xs, z0, resid, lam, noise, S: _Static):
+    """One LCM step from the rows' predictions; returns (x, xs, resid, denoised)."""
+    eps = out[0:1]
+    if S.uncond:
+        eps = (1 + lam) * out[0:1] - lam * out[1:2]
+    elif S.rcfg:
+        eps = (1 + lam) * out[0:1] - lam * resid
+    if S.mode == "consistency":
+        a = schedule.alpha(t)
+        eps = eps + (xs - jnp.sqrt(a) * z0) / jnp.sqrt(1 - a) - out[-1:]
+        a_prev = schedule.alpha(prev_t)
+        xs = jnp.sqrt(a_prev) * z0 + jnp.sqrt(1 - a_prev) * noise
+    x, den = lcm_step(schedule, eps, t, x, prev_t, noise, is_last=is_last)
+    return x, xs, noise, den
+
+
+def _to_uint8(images: jax.Array) -> jax.Array:
     return jnp.round((jnp.clip(images, -1, 1) + 1) * 127.5).astype(jnp.uint8)
 
 
+@partial(jax.jit, static_argnames=("graphdef", "vae_graphdef", "static"), donate_argnames=("state",))
+def _step(graphdef, params, vae_graphdef, vae_params, schedule, emb, table, state: StreamState, frame, *, static: _Static):
+    TRACES["step"] += 1  # counts compilations
+    model: TemporalUNet = nnx.merge(graphdef, params)
+    vae = nnx.merge(vae_graphdef, vae_params)
+    S, ts = static, table["t"]
+    k_noise, k_loop = _frame_keys(state.key, state.frame_index)
+    x, z0, xs, resid = _start(model, vae, schedule, emb, ts, frame, k_noise, S)
+
+    def denoise(carry, inp):
+        x, xs, resid = carry
+        i, t, prev_t, is_last, tstate = inp
+        rows, ctx = _rows(x, xs, emb, S)
+        out, tstate = model(rows, t, ctx, tstate)
+        noise = jax.random.normal(jax.random.fold_in(k_loop, i), x.shape, x.dtype)
+        x, xs, resid, den = _update(schedule, out, t, prev_t, is_last, x, xs, z0, resid, table["lam"], noise, S)
+        return (x, xs, resid), (den, tstate)
+
+    n = ts.shape[0]
+    _, (den, temporal) = jax.lax.scan(
+        denoise, (x, xs, resid), (jnp.arange(n), ts, table["prev_t"], table["is_last"], state.temporal)
+    )
+    img = _to_uint8(decode_latents(vae, den[-1])[0])
+    return img, jnp.bool_(True), StreamState(temporal, state.frame_index + 1, state.key, state.slots)
+
+
+@partial(jax.jit, static_argnames=("graphdef", "vae_graphdef", "static"), donate_argnames=("state",))
+def _step_batched(graphdef, params, vae_graphdef, vae_params, schedule, emb, table, state: StreamState, frame, *,
+                  static: _Static):
+    """Stream batch: slot j holds the frame that arrived j calls ago, at denoising step j; all
+    slots go through one UNet call. Returns the frame that finished (k-1 calls late)."""
+    TRACES["step"] += 1
+    model: TemporalUNet = nnx.merge(graphdef, params)
+    vae = nnx.merge(vae_graphdef, vae_params)
+    S, ts = static, table["t"]
+    k = S.steps
+    k_noise, _ = _frame_keys(state.key, state.frame_index)
+    new = _start(model, vae, schedule, emb, ts, frame, k_noise, S)
+    sl = state.slots
+    put0 = lambda a, v: a.at[0].set(v)  # noqa: E731
+    x, z0, xs, resid = (put0(sl[name], v) for name, v in zip(("x", "z0", "xs", "resid"), new))
+    index = sl["index"].at[0].set(state.frame_index)
+    valid = sl["valid"].at[0].set(True)
+    # rows: for every slot its branch rows, flattened to one UNet batch
+    rows, ctx = jax.vmap(lambda a, b: _rows(a, b, emb, S))(x, xs)  # [k, R, ...]
+    R = rows.shape[1]
+    t_rows = jnp.repeat(ts, R)
+    flat_state = jax.tree.map(lambda a: a.reshape(k * a.shape[1], *a.shape[2:]), state.temporal)
+    out, flat_state = model(rows.reshape(k * R, *rows.shape[2:]), t_rows, ctx.reshape(k * R, *ctx.shape[2:]), flat_state)
+    temporal = jax.tree.map(lambda a, b: a.reshape(b.shape), flat_state, state.temporal)
+    # a slot holding no frame yet must not touch its step's temporal state
+    temporal = jax.tree.map(
+        lambda new_, old: jnp.where(valid.reshape(k, *(1,) * (new_.ndim - 1)), new_, old), temporal, state.temporal
+    )
+    out = out.reshape(k, R, *out.shape[1:])
+
+    def slot(i, o, t, prev_t, is_last, x, xs, z0, resid, idx):
+        _, k_loop = _frame_keys(state.key, idx)
+        noise = jax.random.normal(jax.random.fold_in(k_loop, i), x.shape, x.dtype)
+        return _update(schedule, o, t, prev_t, is_last, x, xs, z0, resid, table["lam"], noise, S)
+
+    x, xs, resid, den = jax.vmap(slot)(jnp.arange(k), out, ts, table["prev_t"], table["is_last"], x, xs, z0, resid, index)
+    img = _to_uint8(decode_latents(vae, den[-1])[0])
+    done = valid[-1]
+    shift = lambda a: jnp.concatenate([jnp.zeros_like(a[:1]), a[:-1]])  # noqa: E731
+    slots = {"x": shift(x), "z0": shift(z0), "xs": shift(xs), "resid": shift(resid), "index": shift(index),
+             "valid": shift(valid)}
+    return img, done, StreamState(temporal, state.frame_index + 1, state.key, slots)
+
+
 class StreamEditor:
-    """``state = editor.init_state(); out, state = editor.step(state, frame)``, frame uint8 [H, W, 3]."""
+    """``state = editor.init_state(); out, ok, state = editor.step(state, frame)``, frame uint8
+    ``[H, W, 3]``. ``ok`` is False while a stream batch is still filling (no frame finished)."""
 
     def __init__(self, bundle: ModelBundle, model: TemporalUNet, prompt: str, config: StreamConfig = StreamConfig(), *,
                  height: int, width: int):
@@ -165,8 +249,8 @@ class StreamEditor:
             "is_last": jnp.asarray(np.arange(len(ts)) == len(ts) - 1),
             "lam": jnp.float32(config.guidance),
         }
-        branches, cfg = _branches(config)
-        self.static = _Static(len(ts), branches, cfg, config.inversion, (height, width, 3))
+        branches, uncond, rcfg = _layout(config)
+        self.static = _Static(len(ts), branches, uncond, rcfg, config.inversion, (height, width, 3), config.stream_batch)
         self._model = nnx.split(model)
         self._vae = nnx.split(bundle.vae)
 
@@ -175,24 +259,38 @@ class StreamEditor:
         f = self.bundle.vae_scale
         return self.height // f, self.width // f
 
-    def init_state(self) -> StreamState:
-        one = self.model.init_state(self.static.branches, self.latent_hw)
-        temporal = jax.tree.map(lambda a: jnp.broadcast_to(a, (self.static.steps, *a.shape)), one)
-        return StreamState(jax.tree.map(jnp.array, temporal), jnp.int32(0), jax.random.key(self.config.seed))
+    @property
+    def delay(self) -> int:
+        """Frames between a frame's arrival and its output (k-1 with stream batch, else 0)."""
+        return self.static.steps - 1 if self.static.stream_batch else 0
 
-    def step(self, state: StreamState, frame: np.ndarray) -> tuple[jax.Array, StreamState]:
+    def init_state(self) -> StreamState:
+        S = self.static
+        one = self.model.init_state(S.branches, self.latent_hw)
+        temporal = jax.tree.map(lambda a: jnp.array(jnp.broadcast_to(a, (S.steps, *a.shape))), one)
+        slots = None
+        if S.stream_batch:
+            h, w = self.latent_hw
+            shape = (S.steps, 1, h, w, self.bundle.unet.config.in_channels)
+            slots = {name: jnp.zeros(shape) for name in ("x", "z0", "xs", "resid")}  # distinct buffers (donated)
+            slots.update(index=jnp.zeros(S.steps, jnp.int32), valid=jnp.zeros(S.steps, bool))
+        return StreamState(temporal, jnp.int32(0), jax.random.key(self.config.seed), slots)
+
+    def step(self, state: StreamState, frame: np.ndarray) -> tuple[jax.Array, jax.Array, StreamState]:
         frame = np.asarray(frame)
         if frame.shape != self.static.frame_shape or frame.dtype != np.uint8:
             raise ValueError(f"expected a uint8 frame of shape {self.static.frame_shape}, got {frame.dtype} {frame.shape}")
-        return _step(*self._model, *self._vae, self.bundle.schedule, self.emb, self.table, state,
-                     from_uint8(frame), static=self.static)
+        fn = _step_batched if self.static.stream_batch else _step
+        return fn(*self._model, *self._vae, self.bundle.schedule, self.emb, self.table, state, from_uint8(frame),
+                  static=self.static)
 
     def step_fn(self):
-        """The pure step ``(state, frame_float) -> (frame_uint8, state)`` for ``lax.scan`` over frames."""
+        """The pure step ``(state, frame in [-1, 1]) -> (state, (frame uint8, ok))`` for ``lax.scan``."""
         args = (*self._model, *self._vae, self.bundle.schedule, self.emb, self.table)
+        raw = (_step_batched if self.static.stream_batch else _step).__wrapped__
 
         def fn(state, frame):
-            out, state = _step.__wrapped__(*args, state, frame, static=self.static)
-            return state, out
+            out, ok, state = raw(*args, state, frame, static=self.static)
+            return state, (out, ok)
 
         return fn
