@@ -73,3 +73,26 @@ def write_results(name: str, payload: dict) -> Path:
 
 def max_abs_diff(a, b) -> float:
     return float(np.max(np.abs(np.asarray(a, np.float32) - np.asarray(b, np.float32))))
+
+
+def torch_vae_pair(vae_config: dict, dtype: str, device: str, seed: int = 0):
+    """A random diffusers AutoencoderKL and the jaxvid one with the same weights."""
+    import jax.numpy as jnp
+    import torch
+    from diffusers import AutoencoderKL as TorchVAE
+
+    from jaxvid.models.build import abstract_model
+    from jaxvid.models.vae import AutoencoderKL, VAEConfig
+    from jaxvid.weights.convert import load_state_into
+    from jaxvid.weights.files import TensorSource
+
+    torch.manual_seed(seed)
+    ref = TorchVAE(**vae_config).eval()
+    jdt = {"float32": jnp.float32, "bfloat16": jnp.bfloat16}[dtype]
+    cfg = VAEConfig.from_dict(vae_config)
+    ours = load_state_into(
+        abstract_model(lambda r: AutoencoderKL(cfg, rngs=r, dtype=jdt, param_dtype=jdt)),
+        TensorSource({k: v.float().numpy() for k, v in ref.state_dict().items()}, "torch", Path("<in-memory>")),
+    )
+    tdt = {"float32": torch.float32, "bfloat16": torch.bfloat16}[dtype]
+    return ref.to(device=device, dtype=tdt), ours
