@@ -11,13 +11,12 @@ from the keyframes; without TokenFlow one call per chunk with joint self-attenti
 (classifier-free guidance on the three branches). The PyTorch side implements the joint
 attention and the propagation as diffusers attention processors; attention control that only
 re-indexes (Re-CA, branch swaps) is left out there, so the comparison slightly favours PyTorch.
-Writes experiments/results/bench_fastvideoedit_<preset>_<dtype>_<backend>.json.
+Writes experiments/results/bench_fastvideoedit_<preset>_<dtype>_<backend>_<tokenflow|chunks>.json.
 """
 
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import sys
 import time
 from pathlib import Path
@@ -190,7 +189,8 @@ def main() -> None:
     print(f"jaxvid {j:.2f}s/clip (first call incl. compile {first:.1f}s) | torch {p:.2f}s/clip | "
           f"torch/jaxvid {p / j:.2f}")
     path = write_results(
-        f"bench_fastvideoedit_{args.preset}_{args.dtype}_{jax.default_backend()}",
+        f"bench_fastvideoedit_{args.preset}_{args.dtype}_{jax.default_backend()}"
+        f"{'_tokenflow' if args.tokenflow else '_chunks'}",
         {"args": vars(args), "machine": machine(), "torch": torch.__version__, "jaxvid_s": jt, "torch_s": tt,
          "jaxvid_first_call_s": first, "torch_over_jaxvid": p / j},
     )

@@ -47,11 +47,14 @@ def torch_memory_hooks(torch, ref, hw=(8, 8)):
             mem0 = torch.zeros(1, hw[0] * hw[1], d, device=ref.device, dtype=ref.dtype)
 
             def hook(m, args, out, mod=mod, name=name, mem0=mem0):
-                mem = state.get(name, mem0).expand(out.shape[0], -1, -1)
+                if not state.get("on"):  # inversion runs the base UNet, as in jaxvid
+                    return out
+                key = (name, state["step"])  # one memory per denoising step and branch row
+                mem = state.get(key, mem0.expand(out.shape[0], -1, -1))
                 cat = torch.cat([out, mem], 1)
                 h = mod["norm"](cat)
                 cat = cat + mod["attn"](h, h, h, need_weights=False)[0]
-                state[name] = cat[:, out.shape[1]:]
+                state[key] = cat[:, out.shape[1]:]
                 return cat[:, : out.shape[1]]
 
             mods.append(blk.register_forward_hook(hook))
@@ -61,10 +64,8 @@ def torch_memory_hooks(torch, ref, hw=(8, 8)):
 def run_torch(ref, vae, args, mode, memory, ctx_dim, device):
     import torch
 
-    if memory:
-        torch_memory_hooks(torch, ref)
+    hooks = torch_memory_hooks(torch, ref) if memory else {}
     dt = ref.dtype
-    lat = args.size // 8
     ctx = torch.randn(3, 77, ctx_dim, device=device, dtype=dt)
     frames = torch.rand(args.frames, 3, args.size, args.size, device=device, dtype=dt) * 2 - 1
     ts = [999, 759, 499, 259][: args.steps]
@@ -72,18 +73,21 @@ def run_torch(ref, vae, args, mode, memory, ctx_dim, device):
     def one(frame):
         z = vae.encode(frame[None]).latent_dist.mean * 0.18215
         x = z
+        hooks["on"] = False
         if mode == "lcm":
             for t in reversed(ts):
                 x = x + 0.01 * ref(x, t, ctx[2:3]).sample
         rows = 3 if mode == "consistency" else 2
-        for t in ts:
+        hooks["on"] = True
+        for i, t in enumerate(ts):
+            hooks["step"] = i
             e = ref(x.repeat(rows, 1, 1, 1), t, ctx[:rows]).sample
             x = x - 0.01 * e[:1]
         return vae.decode(x / 0.18215).sample
 
     times = []
     with torch.inference_mode():
-        for i, f in enumerate(frames):
+        for f in frames:
             t0 = time.perf_counter()
             one(f)
             if device == "cuda":

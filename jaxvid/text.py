@@ -41,7 +41,7 @@ def tokenize(tokenizer, prompts: str | Sequence[str], *, max_length: int = 77, s
     if not all(isinstance(p, str) for p in prompts):
         raise TypeError(f"prompts must be strings, got {[type(p).__name__ for p in prompts]}")
     full = tokenizer(list(prompts), padding=False, truncation=False)["input_ids"]
-    for p, ids in zip(prompts, full):
+    for ids in full:
         if len(ids) > max_length:
             kept = tokenizer.decode(ids[1 : max_length - 1])
             dropped = tokenizer.decode(ids[max_length - 1 : -1])

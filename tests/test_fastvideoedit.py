@@ -114,3 +114,18 @@ def test_bad_prompts(bundle, z0):
         ed.edit_latents(z0, SRC, " ".join(["green circle"] * 50))
     with pytest.raises(ValueError, match="do not occur"):
         ed.edit_latents(z0, SRC, TGT, blend_words=["purple"])
+
+
+def test_fully_distilled_lcm(z0):
+    """On a guidance-embedding LCM (no CFG pairs) the identity invariant still holds when both
+    branches use the same guidance, and a real edit runs."""
+    from configs.models import get_config
+
+    c = get_config("tiny")
+    c.unet.time_cond_proj_dim = 32
+    lcm = random_bundle(c)
+    cfg = dataclasses.replace(BASE, source_guidance=4.0, target_guidance=4.0, source_cross_frame=True)
+    _, trace = run(lcm, z0, cfg, tgt=SRC)
+    assert float(np.max(np.abs(np.asarray(trace.x0_edit) - np.asarray(z0)[None]))) <= 1e-5
+    out, _ = run(lcm, z0, dataclasses.replace(BASE, target_guidance=4.0))
+    assert np.isfinite(np.asarray(out)).all()

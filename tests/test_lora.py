@@ -6,7 +6,6 @@ import torch
 
 import jaxvid
 from jaxvid.weights.errors import WeightMismatchError
-from tests import factories
 from tests.conftest import nchw_to_nhwc
 
 TARGETS = ["to_q", "to_k", "to_v", "to_out.0", "proj_in", "proj_out", "ff.net.0.proj", "ff.net.2", "conv1", "conv2",

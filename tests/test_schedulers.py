@@ -55,7 +55,7 @@ def test_ddim_steps(eta, pred):
     s = schedule_from_config(dict(ref.config))
     g = torch.Generator().manual_seed(0)
     x = torch.randn(2, 4, 8, 8, generator=g)
-    for i, t in enumerate(ref.timesteps):
+    for t in ref.timesteps:
         out = torch.randn(2, 4, 8, 8, generator=g)
         noise = torch.randn(2, 4, 8, 8, generator=g)
         want = ref.step(out, t, x, eta=eta, variance_noise=noise)

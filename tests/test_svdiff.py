@@ -6,7 +6,6 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
-from flax import nnx
 
 from jaxvid.models.build import abstract_model
 from jaxvid.models.temporal import TemporalConfig, TemporalUNet, make_temporal_modules, temporal_unet as wrap
@@ -30,7 +29,7 @@ def temporal_unet(bundle, kind="memory", perturb=0.0, **kw):
     model = wrap(bundle.unet, TemporalConfig(kind=kind, **kw))
     if perturb:  # trained-like: non-zero output projections so the modules actually act
         k = jax.random.key(5)
-        for path, var in param_paths(model.temporal).items():
+        for var in param_paths(model.temporal).values():
             k, sub = jax.random.split(k)
             var.set_value(var.get_value() + perturb * jax.random.normal(sub, var.shape))
     return model
@@ -193,5 +192,16 @@ def test_tiny_autoencoder_stream(bundle):
     assert tiny.vae_scale == bundle.vae_scale == 8
     ed = StreamEditor(tiny, temporal_unet(tiny, "memory"), "a green circle", StreamConfig(steps=2, inversion="noise"),
                       height=64, width=64)
+    out, _ = run_stream(ed, frames(2))
+    assert out.shape == (2, 64, 64, 3)
+
+
+def test_fully_distilled_lcm_stream():
+    c = get_config("tiny")
+    c.unet.time_cond_proj_dim = 32
+    lcm = random_bundle(c)
+    ed = StreamEditor(lcm, temporal_unet(lcm, "memory", perturb=0.05), "a green circle",
+                      StreamConfig(steps=2, guidance=3.0), height=64, width=64)
+    assert ed.static.branches == 1 and not ed.static.uncond  # guidance rides on the embedding
     out, _ = run_stream(ed, frames(2))
     assert out.shape == (2, 64, 64, 3)

@@ -14,7 +14,6 @@ from jaxvid.models.unet import UNet2DConditionModel, UNetConfig
 from jaxvid.weights.convert import param_paths
 from jaxvid.weights.errors import WeightFileError, WeightMismatchError
 from jaxvid.models.build import abstract_model
-from tests import factories
 
 
 def _out(unet, seed=0):

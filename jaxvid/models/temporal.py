@@ -54,17 +54,32 @@ class MemoryModule(nnx.Module):
         return self.memory(x, state)
 
 
-class WindowAttention(nnx.Module):
-    """Cross-frame attention: queries of this frame, keys/values of this and the cached frames."""
+class _HistoryAttention(nnx.Module):
+    """Shared by the attention baselines that keep the normalised tokens of the last frames."""
 
-    def __init__(self, cfg: TemporalConfig, dim: int, heads: int, *, kw: dict):
-        self.window = cfg.window
+    def __init__(self, length: int, dim: int, heads: int, *, kw: dict):
+        self.length = length
         self.norm = layer_norm(dim, 1e-5, **kw)
         self.attn = _zero_out(Attention(dim, heads=heads, dim_head=dim // heads, bias=True, **kw))
 
     def init_state(self, batch: int, tokens: int) -> dict:
         dim = self.norm.scale.shape[0]
-        return {"tokens": jnp.zeros((batch, self.window, tokens, dim)), "valid": jnp.zeros((batch, self.window), bool)}
+        return {"tokens": jnp.zeros((batch, self.length, tokens, dim)), "valid": jnp.zeros((batch, self.length), bool)}
+
+    @staticmethod
+    def push(state: dict, h: jax.Array) -> dict:
+        """The history with this frame's tokens in front and the oldest dropped."""
+        B = h.shape[0]
+        tokens = jnp.concatenate([h[:, None].astype(state["tokens"].dtype), state["tokens"][:, :-1]], axis=1)
+        valid = jnp.concatenate([jnp.ones((B, 1), bool), state["valid"][:, :-1]], axis=1)
+        return {"tokens": tokens, "valid": valid}
+
+
+class WindowAttention(_HistoryAttention):
+    """Cross-frame attention: queries of this frame, keys/values of this and the cached frames."""
+
+    def __init__(self, cfg: TemporalConfig, dim: int, heads: int, *, kw: dict):
+        super().__init__(cfg.window, dim, heads, kw=kw)
 
     def __call__(self, x, state):
         B, N, C = x.shape
@@ -73,9 +88,7 @@ class WindowAttention(nnx.Module):
         valid = jnp.concatenate([jnp.ones((B, N), bool), jnp.repeat(state["valid"], N, axis=1)], axis=1)
         q, k, v = self.attn.qkv(h, ctx)
         o = get_attention_kernel("xla")(q, k, v, scale=self.attn.scale, mask=valid[:, None, None, :])
-        tokens = jnp.concatenate([h[:, None].astype(state["tokens"].dtype), state["tokens"][:, :-1]], axis=1)
-        valid_next = jnp.concatenate([jnp.ones((B, 1), bool), state["valid"][:, :-1]], axis=1)
-        return x + self.attn.project_out(o), {"tokens": tokens, "valid": valid_next}
+        return x + self.attn.project_out(o), self.push(state, h)
 
 
 class TemporalShift(nnx.Module):
@@ -94,17 +107,11 @@ class TemporalShift(nnx.Module):
         return jnp.concatenate([state[..., :k].astype(x.dtype), x[..., k:]], axis=-1), x.astype(state.dtype)
 
 
-class SlidingWindowAttention(nnx.Module):
+class SlidingWindowAttention(_HistoryAttention):
     """Temporal attention per spatial position over the last ``sliding`` frames."""
 
     def __init__(self, cfg: TemporalConfig, dim: int, heads: int, *, kw: dict):
-        self.length = cfg.sliding - 1
-        self.norm = layer_norm(dim, 1e-5, **kw)
-        self.attn = _zero_out(Attention(dim, heads=heads, dim_head=dim // heads, bias=True, **kw))
-
-    def init_state(self, batch: int, tokens: int) -> dict:
-        dim = self.norm.scale.shape[0]
-        return {"tokens": jnp.zeros((batch, self.length, tokens, dim)), "valid": jnp.zeros((batch, self.length), bool)}
+        super().__init__(cfg.sliding - 1, dim, heads, kw=kw)
 
     def __call__(self, x, state):
         B, N, C = x.shape
@@ -115,10 +122,7 @@ class SlidingWindowAttention(nnx.Module):
         q, k, v = self.attn.qkv(h.reshape(B * N, 1, C), seq)
         mask = jnp.repeat(valid, N, axis=0)[:, None, None, :]
         o = get_attention_kernel("xla")(q, k, v, scale=self.attn.scale, mask=mask)
-        out = x + self.attn.project_out(o).reshape(B, N, C)
-        tokens = jnp.concatenate([h[:, None].astype(state["tokens"].dtype), state["tokens"][:, :-1]], axis=1)
-        valid_next = jnp.concatenate([jnp.ones((B, 1), bool), state["valid"][:, :-1]], axis=1)
-        return out, {"tokens": tokens, "valid": valid_next}
+        return x + self.attn.project_out(o).reshape(B, N, C), self.push(state, h)
 
 
 class LinearAttention(nnx.Module):
@@ -207,7 +211,7 @@ class TemporalUNet(nnx.Module):
         return [(latent_hw[0] // f) * (latent_hw[1] // f) for f in factors]
 
     def init_state(self, batch: int, latent_hw: tuple[int, int]) -> tuple[Any, ...]:
-        return tuple(m.init_state(batch, n) for m, n in zip(self.temporal, self.site_tokens(latent_hw)))
+        return tuple(m.init_state(batch, n) for m, n in zip(self.temporal, self.site_tokens(latent_hw), strict=True))
 
     def __call__(self, sample, timestep, encoder_hidden_states, state, timestep_cond=None):
         """-> (noise prediction NHWC, next temporal state)."""

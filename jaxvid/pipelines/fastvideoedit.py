@@ -21,6 +21,7 @@ from jaxvid.control.align import align_prompts
 from jaxvid.control.blend import blend_mask
 from jaxvid.control.fastvideoedit import EditControl, TokenFlowInputs
 from jaxvid.control.tokenflow import neighbours, pick_keyframes
+from jaxvid.models.embeddings import guidance_scale_embedding
 from jaxvid.pipelines.autoencode import decode_latents, encode_latents, from_uint8, to_uint8
 from jaxvid.pipelines.bundle import ModelBundle
 from jaxvid.schedulers.lcm import lcm_timesteps
@@ -31,7 +32,9 @@ TRACES = {"edit": 0}
 
 @dataclasses.dataclass(frozen=True)
 class FastVideoEditConfig:
-    """Every knob of the method; defaults are the released code's (see ``configs/edit.py``)."""
+    """Every knob of the method; defaults are the released code's (see ``configs/edit.py``).
+    On a fully distilled LCM (``time_cond_proj_dim``) each branch's guidance scale enters the
+    UNet as its guidance embedding instead of a classifier-free guidance pair."""
 
     steps: int = 15
     original_inference_steps: int = 50
@@ -81,6 +84,7 @@ class _Static:
     blend_tokens: int
     kernel: str
     trace: bool
+    guidance_embed: int | None  # fully distilled LCM: guidance enters as an embedding, no uncond rows
 
 
 @struct.dataclass
@@ -144,10 +148,13 @@ def _edit(graphdef, state, schedule, z0, emb, align, table, scalars, key, *, sta
         x = jnp.concatenate([zs, ze, zb])
         if S.groups == 2:
             x = jnp.concatenate([x, x])
+        g = jnp.stack([scalars["g_src"], scalars["g_tgt"], scalars["g_tgt"]])
+        cond = None
+        if S.guidance_embed is not None:  # per branch: w = guidance - 1, as LCM pipelines do
+            cond = jnp.repeat(guidance_scale_embedding(g - 1.0, S.guidance_embed), n, axis=0)
         # a fresh module per call: capturing mutates the module, which must live in this trace level
         unet = nnx.merge(graphdef, state)
-        out, caps = nnx.capture(unet, nnx.Intermediate)(x, t, context(n), control=ctl)
-        g = jnp.stack([scalars["g_src"], scalars["g_tgt"], scalars["g_tgt"]])
+        out, caps = nnx.capture(unet, nnx.Intermediate)(x, t, context(n), timestep_cond=cond, control=ctl)
         return _guide(out, S.groups, g), caps
 
     def model_eps(zs, ze, zb, t, k_step, early, cross_on):
@@ -238,11 +245,6 @@ class FastVideoEditor:
     """Edits whole clips. ``edit(frames, source_prompt, target_prompt)``."""
 
     def __init__(self, bundle: ModelBundle, config: FastVideoEditConfig = FastVideoEditConfig()):
-        if bundle.unet.config.time_cond_proj_dim is not None:
-            raise NotImplementedError(
-                "FastVideoEdit needs classifier-free guidance on an SD UNet (with LCM-LoRA fused); "
-                "fully distilled LCMs with a guidance embedding are not supported"
-            )
         self.bundle, self.config = bundle, config
         self._unet = nnx.split(bundle.unet)
         self._vae = nnx.split(bundle.vae)
@@ -279,6 +281,7 @@ class FastVideoEditor:
             raise ValueError(f"latent size {h}x{w} must be a multiple of blend_downsample={cfg.blend_downsample}")
         ts = lcm_timesteps(cfg.steps, original_inference_steps=cfg.original_inference_steps)
         n = len(ts)
+        distilled = self.bundle.unet.config.time_cond_proj_dim  # e.g. LCM_Dreamshaper_v7
         idx = np.arange(n)
         table = {
             "i": jnp.asarray(idx, jnp.int32),
@@ -289,11 +292,12 @@ class FastVideoEditor:
             "blend_on": jnp.asarray(idx + 1 >= (cfg.blend_start_step if cfg.blend_start_step else n + 1)),
         }
         static = _Static(
-            frames=F, chunk=min(cfg.chunk_frames, F), groups=2 if (cfg.source_guidance != 1 or cfg.target_guidance != 1) else 1,
+            frames=F, chunk=min(cfg.chunk_frames, F),
+            groups=1 if distilled or (cfg.source_guidance == 1 and cfg.target_guidance == 1) else 2,
             cf_masa=cfg.cf_masa, bg_masa=cfg.bg_masa, re_ca=cfg.re_ca, source_cross_frame=cfg.source_cross_frame,
             tokenflow=cfg.tokenflow, keyframe_interval=cfg.keyframe_interval, shared_noise=cfg.shared_noise,
             blend_tokens=(h // cfg.blend_downsample) * (w // cfg.blend_downsample),
-            kernel=self.bundle.unet.config.attention_kernel, trace=trace,
+            kernel=self.bundle.unet.config.attention_kernel, trace=trace, guidance_embed=distilled,
         )
         scalars = {k: jnp.float32(v) for k, v in (
             ("g_src", cfg.source_guidance), ("g_tgt", cfg.target_guidance), ("replace_scale", cfg.replace_scale),

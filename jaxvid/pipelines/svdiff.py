@@ -34,6 +34,7 @@ import jax.numpy as jnp
 import numpy as np
 from flax import nnx, struct
 
+from jaxvid.models.embeddings import guidance_scale_embedding
 from jaxvid.models.temporal import TemporalUNet
 from jaxvid.pipelines.autoencode import decode_latents, encode_latents, from_uint8
 from jaxvid.pipelines.bundle import ModelBundle
@@ -84,10 +85,11 @@ class _Static:
     mode: str
     frame_shape: tuple[int, int, int]
     stream_batch: bool
+    guidance_embed: int | None  # fully distilled LCM: lambda enters as the guidance embedding
 
 
-def _layout(cfg: StreamConfig) -> tuple[int, bool, bool]:
-    guided = cfg.guidance > 0
+def _layout(cfg: StreamConfig, distilled: bool) -> tuple[int, bool, bool]:
+    guided = cfg.guidance > 0 and not distilled
     uncond = guided and cfg.guidance_mode == "cfg"
     rcfg = guided and cfg.guidance_mode == "rcfg"
     return 1 + int(uncond) + int(cfg.inversion == "consistency"), uncond, rcfg
@@ -108,7 +110,7 @@ def _start(model: TemporalUNet, vae, schedule, emb, ts, frame, k_noise, S: _Stat
 
         def invert(x, inp):  # ascending timesteps; base UNet, no temporal module
             t_to, t_from = inp
-            eps = model.unet(x, t_to, e_s)
+            eps = model.unet(x, t_to, e_s, timestep_cond=_cond(jnp.float32(0.0), 1, S))
             a_from, a_to = schedule.alpha(t_from), schedule.alpha(t_to)
             x0 = (x - jnp.sqrt(1 - a_from) * eps) / jnp.sqrt(a_from)
             return jnp.sqrt(a_to) * x0 + jnp.sqrt(1 - a_to) * eps, None
@@ -130,6 +132,13 @@ def _rows(x, xs, emb, S: _Static):
     if S.mode == "consistency":
         batch, ctx = batch + [xs], ctx + [emb[2:3]]
     return jnp.concatenate(batch), jnp.concatenate(ctx)
+
+
+def _cond(lam: jax.Array, rows: int, S: _Static) -> jax.Array | None:
+    """Guidance embedding rows of a fully distilled LCM (w = lambda: CFG scale 1 + lambda)."""
+    if S.guidance_embed is None:
+        return None
+    return jnp.broadcast_to(guidance_scale_embedding(lam, S.guidance_embed), (rows, S.guidance_embed))
 
 
 def _update(schedule, out, t, prev_t, is_last, x, xs, z0, resid, lam, noise, S: _Static):
@@ -165,7 +174,7 @@ def _step(graphdef, params, vae_graphdef, vae_params, schedule, emb, table, stat
         x, xs, resid = carry
         i, t, prev_t, is_last, tstate = inp
         rows, ctx = _rows(x, xs, emb, S)
-        out, tstate = model(rows, t, ctx, tstate)
+        out, tstate = model(rows, t, ctx, tstate, timestep_cond=_cond(table["lam"], rows.shape[0], S))
         noise = jax.random.normal(jax.random.fold_in(k_loop, i), x.shape, x.dtype)
         x, xs, resid, den = _update(schedule, out, t, prev_t, is_last, x, xs, z0, resid, table["lam"], noise, S)
         return (x, xs, resid), (den, tstate)
@@ -200,7 +209,8 @@ def _step_batched(graphdef, params, vae_graphdef, vae_params, schedule, emb, tab
     R = rows.shape[1]
     t_rows = jnp.repeat(ts, R)
     flat_state = jax.tree.map(lambda a: a.reshape(k * a.shape[1], *a.shape[2:]), state.temporal)
-    out, flat_state = model(rows.reshape(k * R, *rows.shape[2:]), t_rows, ctx.reshape(k * R, *ctx.shape[2:]), flat_state)
+    out, flat_state = model(rows.reshape(k * R, *rows.shape[2:]), t_rows, ctx.reshape(k * R, *ctx.shape[2:]), flat_state,
+                            timestep_cond=_cond(table["lam"], k * R, S))
     temporal = jax.tree.map(lambda a, b: a.reshape(b.shape), flat_state, state.temporal)
     # a slot holding no frame yet must not touch its step's temporal state
     temporal = jax.tree.map(
@@ -249,8 +259,10 @@ class StreamEditor:
             "is_last": jnp.asarray(np.arange(len(ts)) == len(ts) - 1),
             "lam": jnp.float32(config.guidance),
         }
-        branches, uncond, rcfg = _layout(config)
-        self.static = _Static(len(ts), branches, uncond, rcfg, config.inversion, (height, width, 3), config.stream_batch)
+        distilled = bundle.unet.config.time_cond_proj_dim
+        branches, uncond, rcfg = _layout(config, distilled is not None)
+        self.static = _Static(len(ts), branches, uncond, rcfg, config.inversion, (height, width, 3), config.stream_batch,
+                              distilled)
         self._model = nnx.split(model)
         self._vae = nnx.split(bundle.vae)
 
