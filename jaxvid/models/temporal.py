@@ -217,4 +217,6 @@ class TemporalUNet(nnx.Module):
         """-> (noise prediction NHWC, next temporal state)."""
         hook = TemporalHook(self.temporal, state)
         out = self.unet(sample, timestep, encoder_hidden_states, timestep_cond=timestep_cond, temporal=hook)
-        return out, tuple(hook.next[i] for i in range(len(self.temporal)))
+        nxt = tuple(hook.next[i] for i in range(len(self.temporal)))
+        # the state keeps the dtypes it was created with, whatever the compute dtype
+        return out, jax.tree.map(lambda new, old: new.astype(old.dtype), nxt, tuple(state))

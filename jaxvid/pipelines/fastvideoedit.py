@@ -124,6 +124,7 @@ def _edit(graphdef, state, schedule, z0, emb, align, table, scalars, key, *, sta
     """``emb``: text embeddings ``[3, L, D]`` of the source, target and negative prompts."""
     TRACES["edit"] += 1  # counts compilations (runs only while tracing)
     S = static
+    z0 = z0.astype(jnp.float32)  # latent arithmetic in float32 whatever the networks' dtype
     F, (h, w, c) = S.frames, z0.shape[1:]
     m = S.chunk
     n_chunks = -(-F // m)
@@ -155,7 +156,7 @@ def _edit(graphdef, state, schedule, z0, emb, align, table, scalars, key, *, sta
         # a fresh module per call: capturing mutates the module, which must live in this trace level
         unet = nnx.merge(graphdef, state)
         out, caps = nnx.capture(unet, nnx.Intermediate)(x, t, context(n), timestep_cond=cond, control=ctl)
-        return _guide(out, S.groups, g), caps
+        return _guide(out.astype(jnp.float32), S.groups, g), caps
 
     def model_eps(zs, ze, zb, t, k_step, early, cross_on):
         tf_fixed = None
@@ -174,7 +175,7 @@ def _edit(graphdef, state, schedule, z0, emb, align, table, scalars, key, *, sta
             else:
                 ctl = control(m, early, cross_on, "joint")
             eps, caps = run_unet(sl(zs), sl(ze), sl(zb), t, ctl)
-            return eps, blend_mask(_collect(caps, "blend"), (h, w), scalars["threshold"])
+            return eps, blend_mask([a.astype(jnp.float32) for a in _collect(caps, "blend")], (h, w), scalars["threshold"])
 
         eps, mask = jax.lax.map(chunk, jnp.arange(n_chunks))  # [C, 3, m, ...], [C, m, ...]
         eps = jnp.moveaxis(eps, 1, 0).reshape(3, Fp, *eps.shape[3:])

@@ -102,7 +102,7 @@ def _frame_keys(key: jax.Array, index: jax.Array) -> tuple[jax.Array, jax.Array]
 
 def _start(model: TemporalUNet, vae, schedule, emb, ts, frame, k_noise, S: _Static):
     """Latent of a new frame at the first timestep: ``(x, z0, x_source, residual_noise)``."""
-    z0 = encode_latents(vae, frame[None])
+    z0 = encode_latents(vae, frame[None]).astype(jnp.float32)  # latent arithmetic in float32
     e_s = emb[2:3]
     if S.mode == "noise":
         x = add_noise(schedule, z0, jax.random.normal(k_noise, z0.shape, z0.dtype), ts[0])
@@ -110,7 +110,7 @@ def _start(model: TemporalUNet, vae, schedule, emb, ts, frame, k_noise, S: _Stat
 
         def invert(x, inp):  # ascending timesteps; base UNet, no temporal module
             t_to, t_from = inp
-            eps = model.unet(x, t_to, e_s, timestep_cond=_cond(jnp.float32(0.0), 1, S))
+            eps = model.unet(x, t_to, e_s, timestep_cond=_cond(jnp.float32(0.0), 1, S)).astype(jnp.float32)
             a_from, a_to = schedule.alpha(t_from), schedule.alpha(t_to)
             x0 = (x - jnp.sqrt(1 - a_from) * eps) / jnp.sqrt(a_from)
             return jnp.sqrt(a_to) * x0 + jnp.sqrt(1 - a_to) * eps, None
@@ -143,6 +143,7 @@ def _cond(lam: jax.Array, rows: int, S: _Static) -> jax.Array | None:
 
 def _update(schedule, out, t, prev_t, is_last, x, xs, z0, resid, lam, noise, S: _Static):
     """One LCM step from the rows' predictions; returns (x, xs, resid, denoised)."""
+    out = out.astype(jnp.float32)
     eps = out[0:1]
     if S.uncond:
         eps = (1 + lam) * out[0:1] - lam * out[1:2]
