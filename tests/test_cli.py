@@ -127,3 +127,27 @@ def test_stream_batch_and_rcfg_cli(tmp_path, capsys):
     assert main(["stream", "--input", str(src), "--prompt", "a blue circle", "--steps", "3", "--stream-batch",
                  "--guidance-mode", "rcfg", "-o", str(out)]) == 0
     assert "wrote 5 frames" in capsys.readouterr().err  # frames in flight are flushed at the end
+
+
+def test_stream_ctrl_c_keeps_every_processed_frame(tmp_path):
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    out, log = tmp_path / "c.gif", tmp_path / "err.txt"
+    with open(log, "wb") as err:
+        p = subprocess.Popen([sys.executable, "-m", "jaxvid.cli", "stream", "--input", "-", "--input-size", "64x64",
+                              "--prompt", "a blue circle", "--steps", "2", "--inversion", "noise", "-o", str(out)],
+                             stdin=subprocess.PIPE, stderr=err)
+        p.stdin.write((np.random.default_rng(0).random((3, 64, 64, 3)) * 255).astype(np.uint8).tobytes())
+        p.stdin.flush()  # the pipe stays open: the stream is live when Ctrl-C arrives
+        deadline = time.time() + 300
+        while b"3frame" not in log.read_bytes() and time.time() < deadline and p.poll() is None:
+            time.sleep(0.5)
+        p.send_signal(signal.SIGINT)
+        p.wait(timeout=120)
+        p.stdin.close()
+    assert p.returncode == 0, log.read_bytes()[-2000:]
+    assert b"interrupted" in log.read_bytes()
+    assert Image.open(out).n_frames == 3

@@ -6,6 +6,7 @@ processed: ``queue`` (keep every frame, the reader waits when 64 are pending) or
 
 from __future__ import annotations
 
+import os
 import queue
 import sys
 import threading
@@ -20,13 +21,31 @@ from jaxvid.data.video import VideoError, _frames_from_file, resize_cover_crop
 _END = object()
 
 
+def _read_exact(stream: BinaryIO, size: int) -> bytes:
+    """Up to ``size`` bytes (fewer only at EOF). Pipes with a file descriptor are read with
+    ``os.read``: a reader thread blocked there holds no lock of Python's buffered stdin, so
+    the interpreter can exit while the pipe is still open (Ctrl-C on a live stream)."""
+    try:
+        fd = stream.fileno()
+    except (AttributeError, OSError, ValueError):
+        return stream.read(size)
+    chunks, got = [], 0
+    while got < size:
+        chunk = os.read(fd, size - got)
+        if not chunk:
+            break
+        chunks.append(chunk)
+        got += len(chunk)
+    return b"".join(chunks)
+
+
 def raw_frames(stream: BinaryIO, in_height: int, in_width: int, height: int, width: int) -> Iterator[np.ndarray]:
     """Frames of packed RGB24 bytes (``in_height x in_width x 3`` each) from a pipe, until EOF.
     A closed pipe ends the stream; a trailing partial frame is an error."""
     size = in_height * in_width * 3
     while True:
         try:
-            buf = stream.read(size)
+            buf = _read_exact(stream, size)
         except (BrokenPipeError, ValueError, OSError) as e:  # closed or broken pipe
             raise VideoError(f"input pipe closed: {e}") from None
         if not buf:
@@ -55,7 +74,7 @@ def open_source(spec: str, height: int, width: int, input_size: tuple[int, int] 
     if spec == "-":
         if input_size is None:
             raise VideoError("raw frames on stdin need --input-size HxW (the size of each incoming frame)")
-        return raw_frames(sys.stdin.buffer, input_size[0], input_size[1], height, width)
+        return raw_frames(sys.stdin.buffer.raw, input_size[0], input_size[1], height, width)
     if spec.startswith("/dev/video"):
         return device_frames(spec, height, width)
     path = Path(spec)
