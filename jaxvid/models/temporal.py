@@ -26,7 +26,7 @@ from jaxvid.models.memory import MemoryAttention
 class TemporalConfig:
     """Which temporal module and its knobs (ablations included)."""
 
-    kind: str = "memory"  # memory | window | shift | sliding | linear | none
+    kind: str = "memory"  # memory | window | shift | sliding | linear
     memory_hw: tuple[int, int] = (8, 8)  # (1, 1): a single global token
     positional: bool = True  # memory positional embedding (ablation: off)
     pos_hidden: int = 32

@@ -221,7 +221,6 @@ class EditResult:
     frames: np.ndarray  # uint8 [F, H, W, 3]
     latents: jax.Array  # edited clean latents [F, h, w, 4]
     timings: dict[str, float]
-    trace: EditTrace | None = None
 
 
 @partial(jax.jit, static_argnames=("graphdef", "chunk"))
