@@ -27,8 +27,11 @@ test: setup
 test-slow: setup
 	$(BIN)/python -m pytest -q -m slow --durations=10
 
+## CPU benchmarks against PyTorch (tiny configs; results in experiments/results, see docs/benchmarks.md).
 bench: setup
-	$(BIN)/python experiments/bench_unet.py --preset tiny --batches 1 2 4
+	$(BIN)/python experiments/bench_unet.py --preset tiny --batches 1 2 4 8 --iters 10
+	$(BIN)/python experiments/bench_fastvideoedit.py --preset tiny --frames 32 --steps 15 --iters 2
+	$(BIN)/python experiments/bench_stream.py --preset tiny --size 128 --frames 24
 
 clean:
 	rm -rf $(VENV) outputs .pytest_cache
