@@ -71,6 +71,15 @@ def encode_ids(text_encoder: CLIPTextModel, ids: np.ndarray) -> jax.Array:
     return _encode(graphdef, state, jnp.asarray(ids))
 
 
+def encode_prompt_rows(text_encoder: CLIPTextModel, tokenizer, prompts: Sequence[str]) -> jax.Array:
+    """Embeddings ``[len(prompts), L, D]`` for the editors (over-long prompts raise). Identical
+    prompts are encoded once and share one row, so they are equal bit for bit (the identity
+    invariants rely on it)."""
+    unique = list(dict.fromkeys(prompts))
+    ids = tokenize(tokenizer, unique, max_length=text_encoder.config.max_position_embeddings, strict=True)
+    return encode_ids(text_encoder, ids)[jnp.asarray([unique.index(p) for p in prompts])]
+
+
 def encode_prompts(
     text_encoder: CLIPTextModel, tokenizer, prompts: str | Sequence[str], *, strict: bool = False
 ) -> jax.Array:

@@ -26,8 +26,14 @@ def decode_latents(vae: AutoencoderKL | AutoencoderTiny, latents: jax.Array) -> 
     return vae.decode(vae.unscale_latents(latents))
 
 
+def quantize(images: jax.Array) -> jax.Array:
+    """Images in [-1, 1] -> uint8 (jittable)."""
+    return jnp.round((jnp.clip(images, -1, 1) + 1) * 127.5).astype(jnp.uint8)
+
+
 def to_uint8(images: jax.Array) -> np.ndarray:
-    return np.asarray(jnp.round((jnp.clip(images, -1, 1) + 1) * 127.5)).astype(np.uint8)
+    """Images in [-1, 1] -> uint8 numpy on the host."""
+    return np.asarray(quantize(images))
 
 
 def from_uint8(images: np.ndarray) -> jax.Array:

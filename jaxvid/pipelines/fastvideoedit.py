@@ -25,7 +25,7 @@ from jaxvid.models.embeddings import guidance_scale_embedding
 from jaxvid.pipelines.autoencode import decode_latents, encode_latents, from_uint8, to_uint8
 from jaxvid.pipelines.bundle import ModelBundle
 from jaxvid.schedulers.lcm import lcm_timesteps
-from jaxvid.text import encode_ids, tokenize
+from jaxvid.text import encode_prompt_rows
 
 TRACES = {"edit": 0}
 
@@ -269,9 +269,7 @@ class FastVideoEditor:
         self._check_prompts(source_prompt, target_prompt)
         tok = self.bundle.tokenizer
         L = self.bundle.text_encoder.config.max_position_embeddings
-        prompts = [source_prompt, target_prompt, cfg.negative_prompt]
-        unique = list(dict.fromkeys(prompts))  # identical prompts share one embedding, bit for bit
-        ids = tokenize(tok, unique, max_length=L, strict=True)
+        emb = encode_prompt_rows(self.bundle.text_encoder, tok, [source_prompt, target_prompt, cfg.negative_prompt])
         al = align_prompts(tok, source_prompt, target_prompt, blend_words=blend_words, max_length=L)
         F, h, w, _ = z0.shape
         f = self.bundle.unet.config.downsample_factor
@@ -303,7 +301,6 @@ class FastVideoEditor:
             ("g_src", cfg.source_guidance), ("g_tgt", cfg.target_guidance), ("replace_scale", cfg.replace_scale),
             ("threshold", cfg.blend_threshold))}
         align = {k: jnp.asarray(getattr(al, k)) for k in ("mapper", "aligned", "edited", "text")}
-        emb = encode_ids(self.bundle.text_encoder, ids)[jnp.asarray([unique.index(p) for p in prompts])]
         return _edit(
             *self._unet, self.bundle.schedule, jnp.asarray(z0), emb, align, table,
             scalars, jax.random.key(cfg.seed), static=static, progress=progress,

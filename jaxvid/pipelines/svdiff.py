@@ -36,11 +36,12 @@ from flax import nnx, struct
 
 from jaxvid.models.embeddings import guidance_scale_embedding
 from jaxvid.models.temporal import TemporalUNet
-from jaxvid.pipelines.autoencode import decode_latents, encode_latents, from_uint8
+from jaxvid.pipelines.autoencode import decode_latents, encode_latents, from_uint8, quantize
 from jaxvid.pipelines.bundle import ModelBundle
+from jaxvid.pipelines.sampling import step_table
 from jaxvid.schedulers.lcm import lcm_step, lcm_timesteps
 from jaxvid.schedulers.schedule import add_noise
-from jaxvid.text import encode_ids, tokenize
+from jaxvid.text import encode_prompt_rows
 
 TRACES = {"step": 0}
 MODES = ("lcm", "noise", "consistency")
@@ -158,10 +159,6 @@ def _update(schedule, out, t, prev_t, is_last, x, xs, z0, resid, lam, noise, S: 
     return x, xs, noise, den
 
 
-def _to_uint8(images: jax.Array) -> jax.Array:
-    return jnp.round((jnp.clip(images, -1, 1) + 1) * 127.5).astype(jnp.uint8)
-
-
 @partial(jax.jit, static_argnames=("graphdef", "vae_graphdef", "static"), donate_argnames=("state",))
 def _step(graphdef, params, vae_graphdef, vae_params, schedule, emb, table, state: StreamState, frame, *, static: _Static):
     TRACES["step"] += 1  # counts compilations
@@ -184,7 +181,7 @@ def _step(graphdef, params, vae_graphdef, vae_params, schedule, emb, table, stat
     _, (den, temporal) = jax.lax.scan(
         denoise, (x, xs, resid), (jnp.arange(n), ts, table["prev_t"], table["is_last"], state.temporal)
     )
-    img = _to_uint8(decode_latents(vae, den[-1])[0])
+    img = quantize(decode_latents(vae, den[-1])[0])
     return img, jnp.bool_(True), StreamState(temporal, state.frame_index + 1, state.key, state.slots)
 
 
@@ -225,7 +222,7 @@ def _step_batched(graphdef, params, vae_graphdef, vae_params, schedule, emb, tab
         return _update(schedule, o, t, prev_t, is_last, x, xs, z0, resid, table["lam"], noise, S)
 
     x, xs, resid, den = jax.vmap(slot)(jnp.arange(k), out, ts, table["prev_t"], table["is_last"], x, xs, z0, resid, index)
-    img = _to_uint8(decode_latents(vae, den[-1])[0])
+    img = quantize(decode_latents(vae, den[-1])[0])
     done = valid[-1]
     shift = lambda a: jnp.concatenate([jnp.zeros_like(a[:1]), a[:-1]])  # noqa: E731
     slots = {"x": shift(x), "z0": shift(z0), "xs": shift(xs), "resid": shift(resid), "index": shift(index),
@@ -246,20 +243,11 @@ class StreamEditor:
             raise ValueError(f"frame size {height}x{width} must be a multiple of {f}")
         self.bundle, self.model, self.config = bundle, model, config
         self.height, self.width = height, width
-        tok = bundle.tokenizer
-        L = bundle.text_encoder.config.max_position_embeddings
-        prompts = [prompt, config.negative_prompt, config.source_prompt]
-        unique = list(dict.fromkeys(prompts))
-        ids = tokenize(tok, unique, max_length=L, strict=True)
-        self.emb = encode_ids(bundle.text_encoder, ids)[jnp.asarray([unique.index(p) for p in prompts])]
+        self.emb = encode_prompt_rows(bundle.text_encoder, bundle.tokenizer,
+                                      [prompt, config.negative_prompt, config.source_prompt])
         ts = lcm_timesteps(config.steps, original_inference_steps=config.original_inference_steps,
                            strength=config.strength if config.inversion == "noise" else 1.0)
-        self.table = {
-            "t": jnp.asarray(ts, jnp.int32),
-            "prev_t": jnp.asarray(np.concatenate([ts[1:], ts[-1:]]), jnp.int32),
-            "is_last": jnp.asarray(np.arange(len(ts)) == len(ts) - 1),
-            "lam": jnp.float32(config.guidance),
-        }
+        self.table = {**step_table(ts), "lam": jnp.float32(config.guidance)}
         distilled = bundle.unet.config.time_cond_proj_dim
         branches, uncond, rcfg = _layout(config, distilled is not None)
         self.static = _Static(len(ts), branches, uncond, rcfg, config.inversion, (height, width, 3), config.stream_batch,

@@ -59,13 +59,13 @@ def ddim_step(
 def ddim_inverse_timesteps(
     num_inference_steps: int, *, num_train_timesteps: int = 1000, spacing: str = "leading", steps_offset: int = 1
 ) -> np.ndarray:
-    """Ascending target timesteps as ``DDIMInverseScheduler.set_timesteps``."""
-    n, T = num_inference_steps, num_train_timesteps
-    if spacing == "leading":
-        return (np.arange(0, n) * (T // n)).round().astype(np.int64) + steps_offset
-    if spacing == "trailing":
-        return np.round(np.arange(T, 0, -T / n)[::-1]).astype(np.int64) - 1
-    raise ValueError(f"unknown timestep spacing {spacing!r} (leading, trailing)")
+    """Ascending target timesteps as ``DDIMInverseScheduler.set_timesteps``: the sampling
+    timesteps in reverse (diffusers' inverse scheduler knows only leading and trailing)."""
+    if spacing not in ("leading", "trailing"):
+        raise ValueError(f"unknown timestep spacing {spacing!r} (leading, trailing)")
+    return ddim_timesteps(
+        num_inference_steps, num_train_timesteps=num_train_timesteps, spacing=spacing, steps_offset=steps_offset
+    )[::-1]
 
 
 def ddim_inverse_step(

@@ -24,7 +24,7 @@ from flax import nnx
 
 from jaxvid.weights.convert import from_torch_layout, param_paths, torch_shape
 from jaxvid.weights.errors import WeightFileError, WeightMismatchError
-from jaxvid.weights.files import _read_safetensors
+from jaxvid.weights.files import read_weights
 
 _PEFT = re.compile(r"^(?P<mod>.+)\.lora_(?P<kind>A|B)(?:\.[A-Za-z_]\w*)?\.weight$")
 _OLD = re.compile(r"^(?P<mod>.+)\.lora\.(?P<kind>down|up)\.weight$")
@@ -109,7 +109,7 @@ def load_lora(
     """Fuse a LoRA file into ``unet`` (and ``text_encoder`` when the file has text-encoder
     layers) in place; returns ``unet``. ``scale`` multiplies the LoRA update (diffusers' ``lora_scale``)."""
     file = _lora_file(path)
-    tensors = _read_safetensors(file)
+    tensors = read_weights(file).tensors
     if not tensors:
         raise WeightFileError(f"LoRA file {file} holds no tensors")
     meta = _metadata(file)

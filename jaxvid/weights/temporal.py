@@ -15,7 +15,7 @@ import numpy as np
 from jaxvid.models.temporal import TemporalConfig, TemporalUNet
 from jaxvid.weights.convert import export_torch_state, load_state_into
 from jaxvid.weights.errors import WeightFileError
-from jaxvid.weights.files import TensorSource, _read_safetensors
+from jaxvid.weights.files import read_weights
 
 
 def save_temporal(model: TemporalUNet, path: str | Path, *, dtype: np.dtype | None = None) -> Path:
@@ -47,5 +47,5 @@ def load_temporal(model: TemporalUNet, path: str | Path) -> TemporalUNet:
     f = folder / "temporal.safetensors"
     if not f.exists():
         raise WeightFileError(f"{folder} has no temporal.safetensors")
-    load_state_into(model.temporal, TensorSource(_read_safetensors(f), "torch", f))
+    load_state_into(model.temporal, read_weights(f))
     return model
