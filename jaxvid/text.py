@@ -1,12 +1,13 @@
 """Prompt tokenisation and encoding (CLIP BPE, 77 tokens).
 
-Over-long prompts are never cut silently: by default the dropped words are reported with a
-warning, and ``strict=True`` turns that into an error (the editors use it).
+One policy for prompts over the text encoder's window, everywhere (library, ``generate``,
+``edit``, ``stream``): they are refused with :class:`PromptTooLongError`, whose message names
+the words that would have been dropped. Nothing is ever cut silently, and a run is never
+started with a prompt other than the one the user wrote.
 """
 
 from __future__ import annotations
 
-import warnings
 from pathlib import Path
 from typing import Sequence
 
@@ -30,28 +31,31 @@ def default_tokenizer():
     return load_tokenizer(DEFAULT_TOKENIZER_DIR)
 
 
-def tokenize(tokenizer, prompts: str | Sequence[str], *, max_length: int = 77, strict: bool = False) -> np.ndarray:
-    """Token ids ``[B, max_length]`` (BOS, text, EOS, padding).
-
-    A prompt longer than the window is truncated with a warning naming the dropped text, or
-    raises :class:`PromptTooLongError` when ``strict``.
-    """
+def check_prompts(tokenizer, prompts: str | Sequence[str], *, max_length: int = 77) -> None:
+    """Raise :class:`PromptTooLongError` (naming the dropped words) for a prompt that does not
+    fit ``max_length`` tokens with BOS and EOS, and ``TypeError`` for a non-string. Cheap: the
+    CLI calls it before loading any model."""
     if isinstance(prompts, str):
         prompts = [prompts]
     if not all(isinstance(p, str) for p in prompts):
         raise TypeError(f"prompts must be strings, got {[type(p).__name__ for p in prompts]}")
-    full = tokenizer(list(prompts), padding=False, truncation=False)["input_ids"]
+    # verbose=False: the tokenizer's own "longer than the maximum" warning would be misleading here
+    full = tokenizer(list(prompts), padding=False, truncation=False, verbose=False)["input_ids"]
     for ids in full:
         if len(ids) > max_length:
             kept = tokenizer.decode(ids[1 : max_length - 1])
             dropped = tokenizer.decode(ids[max_length - 1 : -1])
-            msg = (
+            raise PromptTooLongError(
                 f"prompt is {len(ids) - 2} tokens, over the text encoder's limit of {max_length - 2}: "
-                f"kept {kept!r}, dropped {dropped!r}"
+                f"it would keep {kept!r} and drop {dropped!r}; shorten it"
             )
-            if strict:
-                raise PromptTooLongError(msg)
-            warnings.warn(msg, stacklevel=2)
+
+
+def tokenize(tokenizer, prompts: str | Sequence[str], *, max_length: int = 77) -> np.ndarray:
+    """Token ids ``[B, max_length]`` (BOS, text, EOS, padding); over-long prompts raise."""
+    if isinstance(prompts, str):
+        prompts = [prompts]
+    check_prompts(tokenizer, prompts, max_length=max_length)
     enc = tokenizer(list(prompts), padding="max_length", max_length=max_length, truncation=True, return_tensors="np")
     return np.asarray(enc["input_ids"], dtype=np.int32)
 
@@ -76,13 +80,11 @@ def encode_prompt_rows(text_encoder: CLIPTextModel, tokenizer, prompts: Sequence
     prompts are encoded once and share one row, so they are equal bit for bit (the identity
     invariants rely on it)."""
     unique = list(dict.fromkeys(prompts))
-    ids = tokenize(tokenizer, unique, max_length=text_encoder.config.max_position_embeddings, strict=True)
+    ids = tokenize(tokenizer, unique, max_length=text_encoder.config.max_position_embeddings)
     return encode_ids(text_encoder, ids)[jnp.asarray([unique.index(p) for p in prompts])]
 
 
-def encode_prompts(
-    text_encoder: CLIPTextModel, tokenizer, prompts: str | Sequence[str], *, strict: bool = False
-) -> jax.Array:
+def encode_prompts(text_encoder: CLIPTextModel, tokenizer, prompts: str | Sequence[str]) -> jax.Array:
     """Per-token text embeddings ``[B, 77, D]`` that condition the UNet (empty string = unconditional)."""
-    ids = tokenize(tokenizer, prompts, max_length=text_encoder.config.max_position_embeddings, strict=strict)
+    ids = tokenize(tokenizer, prompts, max_length=text_encoder.config.max_position_embeddings)
     return encode_ids(text_encoder, ids)

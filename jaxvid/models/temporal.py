@@ -18,6 +18,7 @@ import jax.numpy as jnp
 from flax import nnx
 
 from jaxvid.models.attention import Attention, get_attention_kernel
+from jaxvid.models.build import init_model
 from jaxvid.models.layers import Dtype, layer_norm
 from jaxvid.models.memory import MemoryAttention
 
@@ -182,9 +183,8 @@ def make_temporal_modules(
 def temporal_unet(unet, config: TemporalConfig = TemporalConfig(), *, seed: int = 0,
                   dtype: Dtype | None = jnp.float32, param_dtype: Dtype = jnp.float32) -> "TemporalUNet":
     """Wrap a loaded base UNet with freshly initialised temporal modules (initialised in one jit)."""
-    temporal = nnx.jit(
-        lambda: make_temporal_modules(unet, config, rngs=nnx.Rngs(seed), dtype=dtype, param_dtype=param_dtype)
-    )()
+    temporal = init_model(lambda r: make_temporal_modules(unet, config, rngs=r, dtype=dtype, param_dtype=param_dtype),
+                          seed)
     return TemporalUNet(unet, temporal, config)
 
 

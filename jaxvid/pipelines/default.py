@@ -11,7 +11,7 @@ from typing import Mapping
 
 import jax.numpy as jnp
 from configs.models import get_config
-from jaxvid.models.build import init_model
+from jaxvid.models.build import random_model
 from jaxvid.models.clip import CLIPTextConfig, CLIPTextModel
 from jaxvid.models.unet import UNet2DConditionModel, UNetConfig
 from jaxvid.models.vae import AutoencoderKL, VAEConfig
@@ -35,9 +35,9 @@ def random_bundle(preset: str | Mapping = "tiny", seed: int = 0) -> ModelBundle:
     vcfg = VAEConfig.from_dict(dict(c["vae"]))
     tcfg = CLIPTextConfig.from_dict(dict(c["text_encoder"]))
     return ModelBundle(
-        unet=init_model(lambda r: UNet2DConditionModel(ucfg, rngs=r, **kw), seed),
-        vae=init_model(lambda r: AutoencoderKL(vcfg, rngs=r, **kw), seed + 1),
-        text_encoder=init_model(lambda r: CLIPTextModel(tcfg, rngs=r, **kw), seed + 2),
+        unet=random_model(lambda r: UNet2DConditionModel(ucfg, rngs=r, **kw), seed),
+        vae=random_model(lambda r: AutoencoderKL(vcfg, rngs=r, **kw), seed + 1),
+        text_encoder=random_model(lambda r: CLIPTextModel(tcfg, rngs=r, **kw), seed + 2),
         tokenizer=default_tokenizer(),
         schedule=make_schedule(set_alpha_to_one=True),
         source=f"random:{c['name'] if 'name' in c else 'custom'}",

@@ -1,8 +1,10 @@
 """FastVideoEdit: inversion-free three-branch video editing with a consistency model (DESIGN §6).
 
-The whole edit (every step, every chunk, TokenFlow passes, latent blending) is one jitted
-function of the source latents; prompts, seeds, guidance scales, fractions and thresholds are
-array arguments, so a new edit of the same video shape never recompiles.
+One denoising step of the whole video (every chunk, TokenFlow passes, latent blending) is one
+jitted function, driven by a host loop over the steps (so progress needs no host callback and
+the compiled step goes to the persistent compilation cache); prompts, seeds, guidance scales,
+fractions and thresholds are array arguments, so a new edit of the same video shape never
+recompiles.
 """
 
 from __future__ import annotations
@@ -119,17 +121,42 @@ def _guide(out: jax.Array, groups: int, g: jax.Array) -> jax.Array:
     return u + g.reshape(3, *(1,) * (c.ndim - 1)).astype(c.dtype) * (c - u)
 
 
-@partial(jax.jit, static_argnames=("graphdef", "static", "progress"))
-def _edit(graphdef, state, schedule, z0, emb, align, table, scalars, key, *, static: _Static, progress=None):
-    """``emb``: text embeddings ``[3, L, D]`` of the source, target and negative prompts."""
+def _padded(z0: jax.Array, chunk: int) -> jax.Array:
+    """Source latents padded (repeating the last frame) to whole chunks, in float32."""
+    z0 = z0.astype(jnp.float32)  # latent arithmetic in float32 whatever the networks' dtype
+    pad = -z0.shape[0] % chunk
+    return jnp.concatenate([z0, jnp.repeat(z0[-1:], pad, axis=0)]) if pad else z0
+
+
+def _noise(key: jax.Array, shape: tuple[int, ...], shared: bool) -> jax.Array:
+    """One noise for every frame (paper) or one per frame (released code)."""
+    draw = (1, *shape[1:]) if shared else shape
+    return jnp.broadcast_to(jax.random.normal(key, draw, jnp.float32), shape)
+
+
+@partial(jax.jit, static_argnames=("static",))
+def _start(z0, key, *, static: _Static):
+    """The carry entering the first step: every branch at the same initial noise."""
+    z0p = _padded(z0, static.chunk)
+    zs = _noise(jax.random.fold_in(key, 1_000_003), z0p.shape, static.shared_noise)  # a stream no step uses
+    return zs, jnp.zeros((2, *zs.shape), zs.dtype)
+
+
+@partial(jax.jit, static_argnames=("graphdef", "static"), donate_argnames=("carry",))
+def _edit_step(graphdef, state, schedule, z0, emb, align, inp, scalars, key, carry, *, static: _Static):
+    """One denoising step of the whole video (every chunk, TokenFlow, blending).
+
+    ``emb``: text embeddings ``[3, L, D]`` of the source, target and negative prompts; ``inp``:
+    this step's row of the step table (index, timesteps, control switches). The host drives the
+    steps (progress per step without a host callback, so the compiled step is cacheable).
+    """
     TRACES["edit"] += 1  # counts compilations (runs only while tracing)
     S = static
-    z0 = z0.astype(jnp.float32)  # latent arithmetic in float32 whatever the networks' dtype
     F, (h, w, c) = S.frames, z0.shape[1:]
     m = S.chunk
-    n_chunks = -(-F // m)
-    Fp = n_chunks * m
-    z0p = jnp.concatenate([z0, jnp.repeat(z0[-1:], Fp - F, axis=0)]) if Fp > F else z0
+    z0p = _padded(z0, m)
+    Fp = z0p.shape[0]
+    n_chunks = Fp // m
     e_src, e_tgt, e_neg = emb[0], emb[1], emb[2]
 
     def context(n: int) -> jax.Array:
@@ -181,39 +208,26 @@ def _edit(graphdef, state, schedule, z0, emb, align, table, scalars, key, *, sta
         eps = jnp.moveaxis(eps, 1, 0).reshape(3, Fp, *eps.shape[3:])
         return eps, mask.reshape(Fp, *mask.shape[2:])
 
-    def noise(k):
-        shape = (1, h, w, c) if S.shared_noise else (Fp, h, w, c)
-        return jnp.broadcast_to(jax.random.normal(k, shape, z0.dtype), (Fp, h, w, c))
-
-    def body(carry, inp):
-        # Carry: the source branch and the edit/background branches as differences from it.
-        zs, d = carry  # d: [2, Fp, ...] = (z_edit - z_src, z_bg - z_src)
-        k_step = jax.random.fold_in(key, inp["i"])
-        a, a_next = schedule.alpha(inp["t"]), schedule.alpha(inp["t_next"])
-        eps, mask = model_eps(zs, zs + d[0], zs + d[1], inp["t"], k_step, inp["early"], inp["cross_on"])
-        # DESIGN §6: e_cons = (z_src - sqrt(a) z0) / sqrt(1-a); eps_b = eps_hat_b + e_cons - eps_src;
-        # x0_b = (z_b - sqrt(1-a) eps_b) / sqrt(a). Substituting e_cons, x0_b = z0 + diff_b with
-        # diff_b below, and re-noising with the shared noise gives z_b' = z_src' + sqrt(a') diff_b.
-        # Carrying differences keeps a branch that equals the source bitwise equal to it (the
-        # direct form loses ~1e-5 in fp32: 1/sqrt(a) is ~15 at t=999, and the compiler may round
-        # recomputed terms differently).
-        diff = d / jnp.sqrt(a) - jnp.sqrt((1 - a) / a) * (eps[1:] - eps[0])
-        n = noise(jax.random.fold_in(k_step, 2))
-        zs = jnp.sqrt(a_next) * z0p + jnp.sqrt(1 - a_next) * n
-        d = jnp.sqrt(a_next) * diff
-        mask = jnp.where(inp["blend_on"], mask, 0.0)
-        d = d.at[0].set(jnp.where(inp["blend_on"] & (mask == 0), d[1], d[0]))  # latent blend (mask is 0/1)
-        x0_e = z0p + diff[0]
-        if progress is not None:
-            jax.debug.callback(progress, inp["i"])
-        ys = (x0_e, zs, zs + d[0], zs + d[1], mask) if S.trace else (x0_e,)
-        return (zs, d), ys
-
-    start = noise(jax.random.fold_in(key, 1_000_003))  # a stream no step index uses
-    _, ys = jax.lax.scan(body, (start, jnp.zeros((2, *start.shape), start.dtype)), table)
-    result = ys[0][-1][:F]
-    trace = EditTrace(*(y[:, :F] for y in ys)) if S.trace else None
-    return result, trace
+    # Carry: the source branch and the edit/background branches as differences from it.
+    zs, d = carry  # d: [2, Fp, ...] = (z_edit - z_src, z_bg - z_src)
+    k_step = jax.random.fold_in(key, inp["i"])
+    a, a_next = schedule.alpha(inp["t"]), schedule.alpha(inp["t_next"])
+    eps, mask = model_eps(zs, zs + d[0], zs + d[1], inp["t"], k_step, inp["early"], inp["cross_on"])
+    # DESIGN: e_cons = (z_src - sqrt(a) z0) / sqrt(1-a); eps_b = eps_hat_b + e_cons - eps_src;
+    # x0_b = (z_b - sqrt(1-a) eps_b) / sqrt(a). Substituting e_cons, x0_b = z0 + diff_b with
+    # diff_b below, and re-noising with the shared noise gives z_b' = z_src' + sqrt(a') diff_b.
+    # Carrying differences keeps a branch that equals the source bitwise equal to it (the
+    # direct form loses ~1e-5 in fp32: 1/sqrt(a) is ~15 at t=999, and the compiler may round
+    # recomputed terms differently).
+    diff = d / jnp.sqrt(a) - jnp.sqrt((1 - a) / a) * (eps[1:] - eps[0])
+    n = _noise(jax.random.fold_in(k_step, 2), z0p.shape, S.shared_noise)
+    zs = jnp.sqrt(a_next) * z0p + jnp.sqrt(1 - a_next) * n
+    d = jnp.sqrt(a_next) * diff
+    mask = jnp.where(inp["blend_on"], mask, 0.0)
+    d = d.at[0].set(jnp.where(inp["blend_on"] & (mask == 0), d[1], d[0]))  # latent blend (mask is 0/1)
+    x0_e = (z0p + diff[0])[:F]
+    ys = (x0_e, zs[:F], (zs + d[0])[:F], (zs + d[1])[:F], mask[:F]) if S.trace else (x0_e,)
+    return (zs, d), ys
 
 
 @dataclasses.dataclass
@@ -262,9 +276,10 @@ class FastVideoEditor:
         *,
         blend_words: Sequence[str] | None = None,
         trace: bool = False,
-        progress: Callable[[Any], None] | None = None,
+        progress: Callable[[int], None] | None = None,
     ) -> tuple[jax.Array, EditTrace | None]:
-        """Edit source latents ``[F, h, w, 4]`` (already scaled for the UNet)."""
+        """Edit source latents ``[F, h, w, 4]`` (already scaled for the UNet); ``progress(i)``
+        is called on the host after step ``i`` has finished."""
         cfg = self.config
         self._check_prompts(source_prompt, target_prompt)
         tok = self.bundle.tokenizer
@@ -281,13 +296,13 @@ class FastVideoEditor:
         n = len(ts)
         distilled = self.bundle.unet.config.time_cond_proj_dim  # e.g. LCM_Dreamshaper_v7
         idx = np.arange(n)
-        table = {
-            "i": jnp.asarray(idx, jnp.int32),
-            "t": jnp.asarray(ts, jnp.int32),
-            "t_next": jnp.asarray(np.concatenate([ts[1:], [-1]]), jnp.int32),
-            "early": jnp.asarray(idx < round(cfg.self_fraction * n)),
-            "cross_on": jnp.asarray(idx < round(cfg.cross_fraction * n)),
-            "blend_on": jnp.asarray(idx + 1 >= (cfg.blend_start_step if cfg.blend_start_step else n + 1)),
+        table = {  # host arrays: one row per step is passed to the compiled step
+            "i": idx.astype(np.int32),
+            "t": np.asarray(ts, np.int32),
+            "t_next": np.concatenate([ts[1:], [-1]]).astype(np.int32),
+            "early": idx < round(cfg.self_fraction * n),
+            "cross_on": idx < round(cfg.cross_fraction * n),
+            "blend_on": idx + 1 >= (cfg.blend_start_step if cfg.blend_start_step else n + 1),
         }
         static = _Static(
             frames=F, chunk=min(cfg.chunk_frames, F),
@@ -301,10 +316,19 @@ class FastVideoEditor:
             ("g_src", cfg.source_guidance), ("g_tgt", cfg.target_guidance), ("replace_scale", cfg.replace_scale),
             ("threshold", cfg.blend_threshold))}
         align = {k: jnp.asarray(getattr(al, k)) for k in ("mapper", "aligned", "edited", "text")}
-        return _edit(
-            *self._unet, self.bundle.schedule, jnp.asarray(z0), emb, align, table,
-            scalars, jax.random.key(cfg.seed), static=static, progress=progress,
-        )
+        key, z0 = jax.random.key(cfg.seed), jnp.asarray(z0)
+        carry, rows = _start(z0, key, static=static), []
+        for i in range(n):  # host-driven steps: progress without host callbacks in compiled code
+            inp = {k: v[i] for k, v in table.items()}
+            carry, ys = _edit_step(*self._unet, self.bundle.schedule, z0, emb, align, inp, scalars, key, carry,
+                                   static=static)
+            rows.append(ys)
+            if progress is not None:
+                jax.block_until_ready(ys)
+                progress(i)
+        result = rows[-1][0]
+        trace_out = EditTrace(*(jnp.stack(y) for y in zip(*rows))) if trace else None
+        return result, trace_out
 
     def edit(
         self,
@@ -313,7 +337,7 @@ class FastVideoEditor:
         target_prompt: str,
         *,
         blend_words: Sequence[str] | None = None,
-        progress: Callable[[Any], None] | None = None,
+        progress: Callable[[int], None] | None = None,
     ) -> EditResult:
         """Edit uint8 frames ``[F, H, W, 3]``; returns the edited frames and a timing split."""
         frames = np.asarray(frames)

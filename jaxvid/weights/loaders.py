@@ -125,13 +125,21 @@ def load_clip(
 
 
 def load_tokenizer(path: str | Path):
-    """A ``tokenizer/`` folder (CLIP BPE ``vocab.json`` + ``merges.txt``) -> transformers tokenizer."""
+    """A ``tokenizer/`` folder -> transformers CLIP tokenizer. Either layout loads: the
+    ``tokenizer.json`` that transformers 5 writes, or the CLIP BPE pair ``vocab.json`` +
+    ``merges.txt`` of older releases (SD1.5's own folder)."""
     from transformers import CLIPTokenizer
 
     folder = Path(path)
-    missing = [n for n in ("vocab.json", "merges.txt") if not (folder / n).exists()]
-    if missing:
-        raise WeightFileError(f"tokenizer folder {folder} lacks {', '.join(missing)}")
+    if not folder.is_dir():
+        raise WeightFileError(f"tokenizer folder not found: {folder}")
+    if not (folder / "tokenizer.json").exists():
+        missing = [n for n in ("vocab.json", "merges.txt") if not (folder / n).exists()]
+        if missing:
+            raise WeightFileError(
+                f"tokenizer folder {folder} has no tokenizer.json and lacks {', '.join(missing)} "
+                "(a CLIP tokenizer needs one or the other)"
+            )
     return CLIPTokenizer.from_pretrained(str(folder), local_files_only=True)
 
 
