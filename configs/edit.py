@@ -1,20 +1,27 @@
-"""FastVideoEdit presets (the released code's defaults as starting points).
+"""FastVideoEdit run config: the method's knobs (``edit``) plus what to read (``frames``, ``size``).
 
     jaxvid edit in.mp4 --preset attribute --model ./sd15 --lora ./lcm-lora-sdv1-5 \\
         --source-prompt "a red car on a road" --target-prompt "a blue car on a road" -o out.mp4
+    jaxvid edit in.mp4 ... --set edit.self_fraction=0.7 --set edit.negative_prompt=blurry
 
 Arguments: ``attribute`` (colour/material of an object), ``object`` (swap the object),
 ``background`` (change the scene behind), ``style`` (whole-frame restyle: no latent blending).
-Append ``,tiny`` for the built-in tiny model (128 px, 8 frames, blend mask from its 8x8
-attention level). Common: 15 LCM steps, target guidance 2, source guidance 1, 8 frames per
-chunk, 32 frames at 512x512, TokenFlow with one keyframe per 8 frames, shared noise.
+Append ``,tiny`` for the built-in model (its size, 8 frames, 4 steps, blend mask from its 8x8
+attention level). The defaults of every knob live in one place,
+:class:`jaxvid.pipelines.fastvideoedit.FastVideoEditConfig` (the released code's values: 15 LCM
+steps, target guidance 2, source guidance 1, 8 frames per chunk, TokenFlow with one keyframe per
+8 frames); a preset only states where it differs. 32 frames at 512x512 are read by default.
 """
 
 from __future__ import annotations
 
+import dataclasses
+
 import ml_collections
 
-_PRESETS = {
+from jaxvid.pipelines.fastvideoedit import FastVideoEditConfig
+
+PRESETS = {
     "attribute": dict(self_fraction=0.6, cross_fraction=0.7, blend_threshold=0.3, blend_start_step=8, replace_scale=1.0),
     "object": dict(self_fraction=0.7, cross_fraction=0.7, blend_threshold=0.25, blend_start_step=8, replace_scale=1.5),
     "background": dict(self_fraction=0.6, cross_fraction=0.7, blend_threshold=0.6, blend_start_step=8, replace_scale=1.0),
@@ -24,35 +31,16 @@ _PRESETS = {
 
 def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
     name, *mods = (arg or "attribute").split(",")
-    if name not in _PRESETS:
-        raise ValueError(f"unknown edit preset {name!r}: {sorted(_PRESETS)}")
+    if name not in PRESETS:
+        raise ValueError(f"unknown edit preset {name!r}: {sorted(PRESETS)}")
     c = ml_collections.ConfigDict()
     c.preset = name
-    c.frames = 32
-    c.size = 512
-    c.stride = 1
-    c.edit = ml_collections.ConfigDict(
-        dict(
-            steps=15,
-            original_inference_steps=50,
-            source_guidance=1.0,
-            target_guidance=2.0,
-            negative_prompt="",
-            blend_downsample=4,
-            chunk_frames=8,
-            shared_noise=True,
-            cf_masa=True,
-            bg_masa=True,
-            re_ca=True,
-            source_cross_frame=False,
-            tokenflow=True,
-            keyframe_interval=8,
-            seed=0,
-            **_PRESETS[name],
-        )
-    )
+    c.frames = 32  # frames read from the input
+    c.stride = 1  # take every stride-th input frame
+    c.size = (512, 512)  # (height, width) in pixels
+    c.edit = ml_collections.ConfigDict(dataclasses.asdict(FastVideoEditConfig(**PRESETS[name])))
     if "tiny" in mods:
-        c.frames, c.size = 8, 128
+        c.frames, c.size = 8, (128, 128)
         c.edit.steps = 4
         c.edit.blend_start_step = None if c.edit.blend_start_step is None else 3
         c.edit.blend_downsample = 2

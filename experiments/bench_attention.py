@@ -5,7 +5,8 @@ torch ``scaled_dot_product_attention`` on the shapes the editors use, same machi
 
 Shapes (batch, tokens, heads, head dim): joint 8-frame self-attention of the tiny model at
 128 px (6, 2048, 4, 8); the same at SD1.5 head sizes (6, 2048, 8, 40); SD1.5's 64x64 level
-per frame with CFG (2, 4096, 8, 40). Writes experiments/results/bench_attention_<backend>.json.
+per frame with CFG (2, 4096, 8, 40). Writes outputs/bench/bench_attention_<backend>.json
+(``--update-results``: the committed experiments/results/).
 """
 
 from __future__ import annotations
@@ -19,7 +20,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 import jax  # noqa: E402
 
-from experiments.common import machine, write_results  # noqa: E402
+from experiments.common import add_output_args, machine, write_results  # noqa: E402
 from jaxvid.models.attention import get_attention_kernel  # noqa: E402
 
 SHAPES = [(6, 2048, 4, 8), (6, 2048, 8, 40), (2, 4096, 8, 40)]
@@ -36,9 +37,14 @@ def timed(fn, sync, iters=5):
 
 
 def main() -> None:
+    import argparse
+
     import torch
     import torch.nn.functional as F
 
+    ap = argparse.ArgumentParser(description=__doc__)
+    add_output_args(ap)
+    args = ap.parse_args()
     rows = []
     print(f"{'shape (B, L, H, D)':>22} {'xla ms':>8} {'jax.nn ms':>10} {'torch sdpa ms':>14} {'torch/xla':>10}")
     for B, L, H, D in SHAPES:
@@ -52,7 +58,7 @@ def main() -> None:
             c = timed(lambda: F.scaled_dot_product_attention(tq, tk, tv), lambda _: None)
         rows.append({"shape": [B, L, H, D], "xla_ms": a, "jax_nn_ms": b, "torch_sdpa_ms": c, "torch_over_xla": c / a})
         print(f"{str((B, L, H, D)):>22} {a:>8.1f} {b:>10.1f} {c:>14.1f} {c / a:>10.2f}", flush=True)
-    print(f"wrote {write_results(f'bench_attention_{jax.default_backend()}', {'machine': machine(), 'rows': rows})}")
+    print(f"wrote {write_results(f'bench_attention_{jax.default_backend()}', {'machine': machine(), 'rows': rows}, args.update_results)}")
 
 
 if __name__ == "__main__":

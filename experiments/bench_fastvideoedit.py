@@ -11,7 +11,8 @@ from the keyframes; without TokenFlow one call per chunk with joint self-attenti
 (classifier-free guidance on the three branches). The PyTorch side implements the joint
 attention and the propagation as diffusers attention processors; attention control that only
 re-indexes (Re-CA, branch swaps) is left out there, so the comparison slightly favours PyTorch.
-Writes experiments/results/bench_fastvideoedit_<preset>_<dtype>_<backend>_<tokenflow|chunks>.json.
+Writes outputs/bench/bench_fastvideoedit_<preset>_<dtype>_<backend>_<tokenflow|chunks>.json
+(``--update-results``: the committed experiments/results/).
 """
 
 from __future__ import annotations
@@ -27,7 +28,7 @@ import jax  # noqa: E402
 import numpy as np  # noqa: E402
 
 from configs.models import get_config  # noqa: E402
-from experiments.common import machine, torch_unet_pair, write_results  # noqa: E402
+from experiments.common import add_output_args, machine, torch_unet_pair, write_results  # noqa: E402
 
 
 def torch_processors(torch, F):
@@ -126,7 +127,7 @@ def run_jax(ours, cfg, args):
     from jaxvid.pipelines.fastvideoedit import FastVideoEditConfig, FastVideoEditor
     from jaxvid.schedulers.schedule import make_schedule
     from jaxvid.text import default_tokenizer
-    from jaxvid.models.build import init_model
+    from jaxvid.models.build import random_model
     from jaxvid.models.clip import CLIPTextConfig, CLIPTextModel
     from jaxvid.models.vae import AutoencoderKL, VAEConfig
 
@@ -135,9 +136,9 @@ def run_jax(ours, cfg, args):
         raise ValueError("preset text width must equal the UNet's cross_attention_dim")
     bundle = ModelBundle(
         unet=ours,
-        vae=init_model(lambda r: AutoencoderKL(VAEConfig(block_out_channels=(8,), down_block_types=("DownEncoderBlock2D",),
+        vae=random_model(lambda r: AutoencoderKL(VAEConfig(block_out_channels=(8,), down_block_types=("DownEncoderBlock2D",),
                                                          up_block_types=("UpDecoderBlock2D",), norm_num_groups=8), rngs=r)),
-        text_encoder=init_model(lambda r: CLIPTextModel(tcfg, rngs=r)),
+        text_encoder=random_model(lambda r: CLIPTextModel(tcfg, rngs=r)),
         tokenizer=default_tokenizer(),
         schedule=make_schedule(set_alpha_to_one=True),
     )
@@ -171,6 +172,7 @@ def main() -> None:
     ap.add_argument("--keyframe-interval", type=int, default=8)
     ap.add_argument("--no-tokenflow", dest="tokenflow", action="store_false")
     ap.add_argument("--blend-downsample", type=int, default=None)
+    add_output_args(ap)
     args = ap.parse_args()
     if args.frames % 8:
         ap.error("--frames must be a multiple of 8 (chunks of 8)")
@@ -193,6 +195,7 @@ def main() -> None:
         f"{'_tokenflow' if args.tokenflow else '_chunks'}",
         {"args": vars(args), "machine": machine(), "torch": torch.__version__, "jaxvid_s": jt, "torch_s": tt,
          "jaxvid_first_call_s": first, "torch_over_jaxvid": p / j},
+        update=args.update_results,
     )
     print(f"wrote {path}")
 

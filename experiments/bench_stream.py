@@ -12,7 +12,7 @@ memory attention with forward hooks after every transformer block, so ``memory``
 same work on both sides; for the baselines PyTorch runs the plain UNet (their extra cost is
 jaxvid's alone: the comparison favours PyTorch there). Latency = median time of one step
 (frame in -> edited frame out) with nothing queued. Writes
-experiments/results/bench_stream_<preset>_<dtype>_<backend>.json.
+outputs/bench/bench_stream_<preset>_<dtype>_<backend>.json (``--update-results``: the committed experiments/results/).
 """
 
 from __future__ import annotations
@@ -29,7 +29,7 @@ import jax  # noqa: E402
 import numpy as np  # noqa: E402
 
 from configs.models import get_config  # noqa: E402
-from experiments.common import machine, torch_unet_pair, torch_vae_pair, write_results  # noqa: E402
+from experiments.common import add_output_args, machine, torch_unet_pair, torch_vae_pair, write_results  # noqa: E402
 
 
 def torch_memory_hooks(torch, ref, hw=(8, 8)):
@@ -124,10 +124,11 @@ def main() -> None:
     ap.add_argument("--attention", default="xla", choices=["xla", "cudnn"])
     ap.add_argument("--kinds", nargs="+", default=["memory", "window", "shift", "sliding", "linear"])
     ap.add_argument("--modes", nargs="+", default=["lcm", "noise", "consistency"])
+    add_output_args(ap)
     args = ap.parse_args()
     import torch
 
-    from jaxvid.models.build import init_model
+    from jaxvid.models.build import random_model
     from jaxvid.models.clip import CLIPTextConfig, CLIPTextModel
     from jaxvid.pipelines.bundle import ModelBundle
     from jaxvid.schedulers.schedule import make_schedule
@@ -139,7 +140,7 @@ def main() -> None:
     ref, ours = torch_unet_pair(ucfg, args.dtype, device, attention_kernel=args.attention)
     tvae, jvae = torch_vae_pair(dict(mc.vae), args.dtype, device)
     tcfg = CLIPTextConfig.from_dict(dict(mc.text_encoder))
-    bundle = ModelBundle(unet=ours, vae=jvae, text_encoder=init_model(lambda r: CLIPTextModel(tcfg, rngs=r)),
+    bundle = ModelBundle(unet=ours, vae=jvae, text_encoder=random_model(lambda r: CLIPTextModel(tcfg, rngs=r)),
                          tokenizer=default_tokenizer(), schedule=make_schedule(set_alpha_to_one=True))
     rows = []
     print(f"stream {args.preset} {args.size}px {args.steps} LCM steps, guidance on, {args.dtype} | "
@@ -163,7 +164,7 @@ def main() -> None:
             print(f"{kind:>8} {mode:>12} {1 / j:>10.1f} {1 / p:>10.1f} {p / j:>12.2f} {j * 1e3:>10.1f} {p * 1e3:>12.1f}",
                   flush=True)
     path = write_results(f"bench_stream_{args.preset}_{args.dtype}_{jax.default_backend()}",
-                         {"args": vars(args), "machine": machine(), "torch": torch.__version__, "rows": rows})
+                         {"args": vars(args), "machine": machine(), "torch": torch.__version__, "rows": rows}, update=args.update_results)
     print(f"wrote {path}")
 
 

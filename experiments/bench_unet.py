@@ -6,7 +6,8 @@
 
 Prints one row per batch size with the ratio torch_ms / jaxvid_ms (> 1: jaxvid faster) and
 the max abs difference of the two outputs (same work check), writes
-``experiments/results/bench_unet_<preset>_<dtype>_<backend>.json`` and a bar chart PNG.
+``outputs/bench/bench_unet_<preset>_<dtype>_<backend>.json`` and a bar chart PNG (``--update-results``:
+the committed ``experiments/results/``).
 """
 
 from __future__ import annotations
@@ -23,7 +24,7 @@ import numpy as np  # noqa: E402
 from flax import nnx  # noqa: E402
 
 from configs.models import get_config  # noqa: E402
-from experiments.common import machine, max_abs_diff, time_calls, torch_unet_pair, write_results  # noqa: E402
+from experiments.common import add_output_args, machine, max_abs_diff, time_calls, torch_unet_pair, write_results  # noqa: E402
 
 
 def main() -> None:
@@ -36,6 +37,7 @@ def main() -> None:
     ap.add_argument("--warmup", type=int, default=2)
     ap.add_argument("--iters", type=int, default=5)
     ap.add_argument("--threads", type=int, help="torch CPU threads (default: torch's own choice)")
+    add_output_args(ap)
     args = ap.parse_args()
 
     import torch
@@ -83,7 +85,7 @@ def main() -> None:
 
     name = f"bench_unet_{args.preset}_{args.dtype}_{jax.default_backend()}"
     path = write_results(name, {"args": vars(args), "latent": latent, "machine": machine(),
-                                "torch": torch.__version__, "torch_threads": torch.get_num_threads(), "rows": rows})
+                                "torch": torch.__version__, "torch_threads": torch.get_num_threads(), "rows": rows}, update=args.update_results)
     print(f"wrote {path}")
     try:
         import matplotlib

@@ -12,7 +12,8 @@ from typing import Callable
 import jax
 import numpy as np
 
-RESULTS = Path(__file__).parent / "results"
+RESULTS = Path(__file__).parent / "results"  # committed results: written only with --update-results
+OUTPUTS = Path(__file__).resolve().parent.parent / "outputs" / "bench"  # default, ignored by git
 
 
 def time_calls(fn: Callable[[], object], *, warmup: int, iters: int, sync: Callable[[object], None]) -> dict:
@@ -64,9 +65,16 @@ def machine() -> dict:
     }
 
 
-def write_results(name: str, payload: dict) -> Path:
-    RESULTS.mkdir(parents=True, exist_ok=True)
-    path = RESULTS / f"{name}.json"
+def add_output_args(ap) -> None:
+    ap.add_argument("--update-results", action="store_true",
+                    help=f"write into the committed {RESULTS} instead of {OUTPUTS}")
+
+
+def write_results(name: str, payload: dict, update: bool = False) -> Path:
+    """JSON (and any plot beside it) to ``outputs/bench`` or, when asked, the committed results."""
+    folder = RESULTS if update else OUTPUTS
+    folder.mkdir(parents=True, exist_ok=True)
+    path = folder / f"{name}.json"
     path.write_text(json.dumps(payload, indent=2, default=float))
     return path
 

@@ -153,7 +153,7 @@ def test_memory_weights_round_trip(bundle, tmp_path):
     save_temporal(model, tmp_path / "mem")
     fresh = temporal_unet(bundle, "memory", memory_hw=(4, 4))
     load_temporal(fresh, tmp_path / "mem")
-    for (p, a), (_, b) in zip(sorted(param_paths(model.temporal).items()), sorted(param_paths(fresh.temporal).items())):
+    for (p, a), (_, b) in zip(sorted(param_paths(model.temporal).items()), sorted(param_paths(fresh.temporal).items()), strict=True):
         np.testing.assert_array_equal(np.asarray(a.get_value()), np.asarray(b.get_value()), err_msg=p)
     other = temporal_unet(bundle, "memory", memory_hw=(8, 8))
     with pytest.raises(Exception, match="memory_hw"):
@@ -183,12 +183,12 @@ def test_bad_frames(bundle):
 
 
 def test_tiny_autoencoder_stream(bundle):
-    from jaxvid.models.build import init_model
+    from jaxvid.models.build import random_model
     from jaxvid.models.tiny_vae import AutoencoderTiny, TinyVAEConfig
 
     cfg = TinyVAEConfig(encoder_block_out_channels=(16,) * 4, decoder_block_out_channels=(16,) * 4,
                         num_encoder_blocks=(1, 1, 1, 1), num_decoder_blocks=(1, 1, 1, 1))
-    tiny = bundle.replace(vae=init_model(lambda r: AutoencoderTiny(cfg, rngs=r)))
+    tiny = bundle.replace(vae=random_model(lambda r: AutoencoderTiny(cfg, rngs=r)))
     assert tiny.vae_scale == bundle.vae_scale == 8
     ed = StreamEditor(tiny, temporal_unet(tiny, "memory"), "a green circle", StreamConfig(steps=2, inversion="noise"),
                       height=64, width=64)

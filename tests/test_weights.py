@@ -29,7 +29,7 @@ def test_save_load_round_trip_and_torch_reads_it(tiny_unet_dir, tmp_path):
     unet = jaxvid.load_unet(tiny_unet_dir)
     jaxvid.save_model(unet, tmp_path / "saved")
     again = jaxvid.load_unet(tmp_path / "saved")
-    for (p, a), (_, b) in zip(sorted(param_paths(unet).items()), sorted(param_paths(again).items())):
+    for (p, a), (_, b) in zip(sorted(param_paths(unet).items()), sorted(param_paths(again).items()), strict=True):
         np.testing.assert_array_equal(np.asarray(a.get_value()), np.asarray(b.get_value()), err_msg=p)
     # the saved folder is a valid diffusers folder with identical tensors
     import torch

@@ -16,7 +16,7 @@ from typing import BinaryIO, Iterator
 
 import numpy as np
 
-from jaxvid.data.video import VideoError, _frames_from_file, resize_cover_crop
+from jaxvid.data.video import VideoError, resize_cover_crop
 
 _END = object()
 
@@ -56,31 +56,74 @@ def raw_frames(stream: BinaryIO, in_height: int, in_width: int, height: int, wid
         yield resize_cover_crop(np.frombuffer(buf, np.uint8).reshape(in_height, in_width, 3), height, width)
 
 
-def device_frames(device: str, height: int, width: int) -> Iterator[np.ndarray]:
-    """Frames from a V4L2 camera (``/dev/videoN``)."""
+class FrameSource:
+    """An opened input: its frames (an iterator), frame rate and length where known."""
+
+    def __init__(self, frames: Iterator[np.ndarray], fps: float | None = None, total: int | None = None):
+        self.frames, self.fps, self.total = frames, fps, total
+
+    def __iter__(self) -> Iterator[np.ndarray]:
+        return self.frames
+
+
+def _open_container(spec: str, **kw):
     import av
 
     try:
-        container = av.open(device, format="v4l2")
+        return av.open(spec, **kw)
     except (av.error.FFmpegError, OSError) as e:
-        raise VideoError(f"cannot open video device {device}: {e}") from None
-    with container:
-        for frame in container.decode(video=0):
-            yield resize_cover_crop(frame.to_image(), height, width)
+        what = "video device" if spec.startswith("/dev/") else "video"
+        raise VideoError(f"cannot open {what} {spec}: {e}") from None
 
 
-def open_source(spec: str, height: int, width: int, input_size: tuple[int, int] | None = None) -> Iterator[np.ndarray]:
-    """``-`` (raw RGB on stdin, needs ``input_size``), ``/dev/video*`` (V4L2), or a video file."""
+def _decoded(container, spec: str, height: int, width: int) -> FrameSource:
+    """Decode the first frame now (so a corrupt or empty input fails before any work), then
+    yield it and the rest lazily."""
+    import av
+
+    if not container.streams.video:
+        container.close()
+        raise VideoError(f"{spec} has no video stream")
+    stream = container.streams.video[0]
+    fps = float(stream.average_rate) if stream.average_rate else None
+    total = stream.frames or None
+    frames = container.decode(video=0)
+    try:
+        first = next(frames, None)
+    except av.error.FFmpegError as e:
+        container.close()
+        raise VideoError(f"cannot decode video {spec}: {e}") from None
+    if first is None:
+        container.close()
+        raise VideoError(f"{spec} contains no frames")
+
+    def gen():
+        with container:
+            yield resize_cover_crop(first.to_image(), height, width)
+            try:
+                for frame in frames:
+                    yield resize_cover_crop(frame.to_image(), height, width)
+            except av.error.FFmpegError as e:
+                raise VideoError(f"cannot decode video {spec}: {e}") from None
+
+    return FrameSource(gen(), fps, total)
+
+
+def open_source(spec: str, height: int, width: int, input_size: tuple[int, int] | None = None) -> FrameSource:
+    """``-`` (raw RGB on stdin, needs ``input_size``), ``/dev/video*`` (V4L2), or a video file,
+    opened and probed now: a missing, corrupt or empty input is an error before any work."""
     if spec == "-":
         if input_size is None:
             raise VideoError("raw frames on stdin need --input-size HxW (the size of each incoming frame)")
-        return raw_frames(sys.stdin.buffer.raw, input_size[0], input_size[1], height, width)
+        return FrameSource(raw_frames(sys.stdin.buffer.raw, input_size[0], input_size[1], height, width))
     if spec.startswith("/dev/video"):
-        return device_frames(spec, height, width)
+        return _decoded(_open_container(spec, format="v4l2"), spec, height, width)
     path = Path(spec)
     if not path.exists():
         raise VideoError(f"input not found: {spec}")
-    return (resize_cover_crop(img, height, width) for img in _frames_from_file(path))
+    if path.is_dir():
+        raise VideoError(f"{spec} is a folder; stream reads a video file, '-' or /dev/videoN")
+    return _decoded(_open_container(str(path)), spec, height, width)
 
 
 class ThreadedSource:

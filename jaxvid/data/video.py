@@ -63,19 +63,19 @@ def _frames_from_file(path: Path):
             raise VideoError(f"cannot decode video {path}: {e}") from None
 
 
-def video_fps(path: str | Path, default: float = 8.0) -> float:
-    """Frame rate of a video file (``default`` for frame folders or unknown rates)."""
+def video_fps(path: str | Path) -> float | None:
+    """Frame rate of a video file; ``None`` for frame folders and files that state none."""
     path = Path(path)
     if path.is_dir():
-        return default
+        return None
     import av
 
     try:
         with av.open(str(path)) as c:
             rate = c.streams.video[0].average_rate if c.streams.video else None
-            return float(rate) if rate else default
+            return float(rate) if rate else None
     except (av.error.FFmpegError, OSError):
-        return default
+        return None
 
 
 def read_video(

@@ -44,6 +44,11 @@ def register_attention_kernel(name: str) -> Callable[[AttentionKernel], Attentio
     return deco
 
 
+def attention_kernel_names() -> list[str]:
+    """Registered kernels (CLI choices are derived from this)."""
+    return sorted(_KERNELS)
+
+
 def get_attention_kernel(name: str) -> AttentionKernel:
     try:
         return _KERNELS[name]

@@ -35,6 +35,16 @@ class TemporalConfig:
     sliding: int = 8  # sliding-window temporal attention: frames attended (incl. the current)
     shift_fraction: float = 0.125  # temporal shift: share of channels taken from the previous frame
 
+    def __post_init__(self) -> None:
+        if self.kind not in TEMPORAL_MODULES:
+            raise ValueError(f"unknown temporal module {self.kind!r}; known: {sorted(TEMPORAL_MODULES)}")
+        if len(self.memory_hw) != 2 or min(self.memory_hw) < 1:
+            raise ValueError(f"memory_hw must be two positive ints, got {self.memory_hw}")
+        if self.window < 1 or self.sliding < 2 or self.pos_hidden < 1:
+            raise ValueError("window must be >= 1, sliding >= 2 and pos_hidden >= 1")
+        if not 0.0 < self.shift_fraction < 1.0:
+            raise ValueError(f"shift_fraction must be in (0, 1), got {self.shift_fraction}")
+
 
 def _zero_out(attn: Attention) -> Attention:
     out = attn.to_out[0]

@@ -170,7 +170,7 @@ class MidBlock(_Blocks):
 
     def __call__(self, x: jax.Array, temb: jax.Array, context: jax.Array, control=None, temporal=None) -> jax.Array:
         x = self.resnets[0](x, temb)
-        for attn, resnet in zip(self.attentions, self.resnets[1:]):
+        for attn, resnet in zip(self.attentions, self.resnets[1:], strict=True):
             x = resnet(attn(x, context, control, temporal), temb)
         return x
 

@@ -8,11 +8,11 @@ from typing import Any
 
 import jax.numpy as jnp
 
-from jaxvid.models.clip import CLIPTextModel
+from jaxvid.models.clip import CLIPTextConfig, CLIPTextModel
 from jaxvid.models.layers import Dtype
-from jaxvid.models.tiny_vae import AutoencoderTiny
-from jaxvid.models.unet import UNet2DConditionModel
-from jaxvid.models.vae import AutoencoderKL
+from jaxvid.models.tiny_vae import AutoencoderTiny, TinyVAEConfig
+from jaxvid.models.unet import UNet2DConditionModel, UNetConfig
+from jaxvid.models.vae import AutoencoderKL, VAEConfig
 from jaxvid.models.config import read_json
 from jaxvid.schedulers.schedule import NoiseSchedule, make_schedule, schedule_from_config
 from jaxvid.weights.errors import WeightFileError
@@ -40,6 +40,52 @@ class ModelBundle:
         return dataclasses.replace(self, **changes)
 
 
+def check_model_folder(model_dir: str | Path) -> tuple[Path, dict]:
+    """``(root, model_index)`` of a diffusers SD folder, or a :class:`WeightFileError` saying
+    what is missing (cheap: reads no weights)."""
+    root = Path(model_dir)
+    if not root.is_dir():
+        raise WeightFileError(f"model folder not found: {root}")
+    index_file = root / "model_index.json"
+    if not index_file.exists():
+        raise WeightFileError(f"{root} has no model_index.json; is it a diffusers model folder?")
+    index = read_json(index_file)
+    missing = [c for c in _REQUIRED if c not in index or not (root / c).is_dir()]
+    if missing:
+        raise WeightFileError(f"{root} lacks component folder(s) {missing} named by a Stable Diffusion model_index.json")
+    for comp in ("unet", "vae", "text_encoder"):
+        if not (root / comp / "config.json").exists():
+            raise WeightFileError(f"{root / comp} has no config.json")
+    return root, index
+
+
+@dataclasses.dataclass(frozen=True)
+class ModelSpec:
+    """What a run must know about a model before loading it: valid pixel sizes, the default
+    size, the prompt window and the tokenizer (so bad arguments fail before any work)."""
+
+    pixel_multiple: int  # frame sides must be multiples of this (VAE x UNet downsampling)
+    default_size: int  # the UNet's sample size in pixels
+    max_tokens: int  # the text encoder's window, BOS and EOS included
+    tokenizer: Any
+
+
+def model_spec(model_dir: str | Path) -> ModelSpec:
+    """Read a model folder's configs (no weights) into a :class:`ModelSpec`; unsupported
+    architecture variants are refused here already."""
+    root, index = check_model_folder(model_dir)
+    unet = UNetConfig.from_dict(read_json(root / "unet" / "config.json"))
+    vae_cls = TinyVAEConfig if index["vae"][-1] == "AutoencoderTiny" else VAEConfig
+    vae = vae_cls.from_dict(read_json(root / "vae" / "config.json"))
+    text = CLIPTextConfig.from_dict(read_json(root / "text_encoder" / "config.json"))
+    return ModelSpec(
+        pixel_multiple=vae.downsample_factor * unet.downsample_factor,
+        default_size=(unet.sample_size or 64) * vae.downsample_factor,
+        max_tokens=text.max_position_embeddings,
+        tokenizer=load_tokenizer(root / "tokenizer"),
+    )
+
+
 def load_pipeline(
     model_dir: str | Path,
     *,
@@ -54,16 +100,7 @@ def load_pipeline(
     ``tiny_vae`` names a TAESD folder to use instead of the folder's own VAE (fast streaming).
     A missing ``scheduler/`` falls back to SD's scaled-linear schedule.
     """
-    root = Path(model_dir)
-    if not root.is_dir():
-        raise WeightFileError(f"model folder not found: {root}")
-    index_file = root / "model_index.json"
-    if not index_file.exists():
-        raise WeightFileError(f"{root} has no model_index.json; is it a diffusers model folder?")
-    index = read_json(index_file)
-    missing = [c for c in _REQUIRED if c not in index or not (root / c).is_dir()]
-    if missing:
-        raise WeightFileError(f"{root} lacks component folder(s) {missing} named by a Stable Diffusion model_index.json")
+    root, index = check_model_folder(model_dir)
     kw = dict(dtype=dtype, param_dtype=param_dtype, variant=variant)
     unet = load_unet(root / "unet", attention_kernel=attention_kernel, **kw)
     if tiny_vae is not None:

@@ -15,7 +15,7 @@ from jaxvid.models.build import random_model
 from jaxvid.models.clip import CLIPTextConfig, CLIPTextModel
 from jaxvid.models.unet import UNet2DConditionModel, UNetConfig
 from jaxvid.models.vae import AutoencoderKL, VAEConfig
-from jaxvid.pipelines.bundle import ModelBundle
+from jaxvid.pipelines.bundle import ModelBundle, ModelSpec
 from jaxvid.schedulers.schedule import make_schedule
 from jaxvid.text import default_tokenizer
 
@@ -41,4 +41,17 @@ def random_bundle(preset: str | Mapping = "tiny", seed: int = 0) -> ModelBundle:
         tokenizer=default_tokenizer(),
         schedule=make_schedule(set_alpha_to_one=True),
         source=f"random:{c['name'] if 'name' in c else 'custom'}",
+    )
+
+
+def default_spec(preset: str = "tiny") -> ModelSpec:
+    """The :class:`ModelSpec` of the built-in model, without building it."""
+    c = get_config(preset)
+    unet = UNetConfig.from_dict(dict(c["unet"]))
+    vae = VAEConfig.from_dict(dict(c["vae"]))
+    return ModelSpec(
+        pixel_multiple=unet.downsample_factor * vae.downsample_factor,
+        default_size=unet.sample_size * vae.downsample_factor,
+        max_tokens=CLIPTextConfig.from_dict(dict(c["text_encoder"])).max_position_embeddings,
+        tokenizer=default_tokenizer(),
     )

@@ -12,7 +12,7 @@ from __future__ import annotations
 import dataclasses
 import time
 from functools import partial
-from typing import Any, Callable, Sequence
+from typing import Callable, Sequence
 
 import jax
 import jax.numpy as jnp
@@ -65,8 +65,16 @@ class FastVideoEditConfig:
                 raise ValueError(f"{name} must be in [0, 1]")
         if self.replace_scale < 1.0:
             raise ValueError("replace_scale must be >= 1")
-        if self.chunk_frames < 1 or self.keyframe_interval < 1 or self.steps < 1:
-            raise ValueError("steps, chunk_frames and keyframe_interval must be >= 1")
+        if self.chunk_frames < 1 or self.keyframe_interval < 1 or self.steps < 1 or self.blend_downsample < 1:
+            raise ValueError("steps, chunk_frames, keyframe_interval and blend_downsample must be >= 1")
+        if self.original_inference_steps < self.steps:
+            raise ValueError(f"steps ({self.steps}) cannot exceed original_inference_steps ({self.original_inference_steps})")
+        if not 0.0 <= self.blend_threshold <= 1.0:
+            raise ValueError(f"blend_threshold must be in [0, 1], got {self.blend_threshold}")
+        if self.blend_start_step is not None and self.blend_start_step < 1:
+            raise ValueError(f"blend_start_step must be None or >= 1, got {self.blend_start_step}")
+        if self.source_guidance < 0 or self.target_guidance < 0:
+            raise ValueError("guidance scales must be >= 0")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -152,7 +160,7 @@ def _edit_step(graphdef, state, schedule, z0, emb, align, inp, scalars, key, car
     """
     TRACES["edit"] += 1  # counts compilations (runs only while tracing)
     S = static
-    F, (h, w, c) = S.frames, z0.shape[1:]
+    F, (h, w, _) = S.frames, z0.shape[1:]
     m = S.chunk
     z0p = _padded(z0, m)
     Fp = z0p.shape[0]
@@ -327,7 +335,7 @@ class FastVideoEditor:
                 jax.block_until_ready(ys)
                 progress(i)
         result = rows[-1][0]
-        trace_out = EditTrace(*(jnp.stack(y) for y in zip(*rows))) if trace else None
+        trace_out = EditTrace(*(jnp.stack(y) for y in zip(*rows, strict=True))) if trace else None
         return result, trace_out
 
     def edit(

@@ -25,7 +25,7 @@ TRACES = {"generate": 0}
 def _generate(graphdefs, states, schedule, init, ids, uncond_ids, guidance, steps, key, *, cfg, img2img):
     """init: noise ``[B,h,w,4]`` (txt2img) or images ``[B,H,W,3]`` (img2img)."""
     TRACES["generate"] += 1  # runs only while tracing: counts compilations
-    unet, vae, text_encoder = (nnx.merge(g, s) for g, s in zip(graphdefs, states))
+    unet, vae, text_encoder = (nnx.merge(g, s) for g, s in zip(graphdefs, states, strict=True))
     k_enc, k_noise, k_loop = jax.random.split(key, 3)
     context = text_encoder(ids).last_hidden_state
     uncond = text_encoder(uncond_ids).last_hidden_state if cfg else None
@@ -50,7 +50,7 @@ class ImagePipeline:
         self.bundle = bundle
         self.original_inference_steps = original_inference_steps
         self._graphdefs, self._states = zip(
-            *(nnx.split(m) for m in (bundle.unet, bundle.vae, bundle.text_encoder))
+            *(nnx.split(m) for m in (bundle.unet, bundle.vae, bundle.text_encoder)), strict=True
         )
 
     @property

@@ -45,6 +45,7 @@ from jaxvid.text import encode_prompt_rows
 
 TRACES = {"step": 0}
 MODES = ("lcm", "noise", "consistency")
+GUIDANCE_MODES = ("cfg", "rcfg")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -63,10 +64,15 @@ class StreamConfig:
     def __post_init__(self) -> None:
         if self.inversion not in MODES:
             raise ValueError(f"inversion must be one of {MODES}, got {self.inversion!r}")
-        if self.guidance_mode not in ("cfg", "rcfg"):
-            raise ValueError(f"guidance_mode must be 'cfg' or 'rcfg', got {self.guidance_mode!r}")
+        if self.guidance_mode not in GUIDANCE_MODES:
+            raise ValueError(f"guidance_mode must be one of {GUIDANCE_MODES}, got {self.guidance_mode!r}")
         if self.guidance < 0:
             raise ValueError("guidance (lambda) must be >= 0")
+        if self.steps < 1 or self.original_inference_steps < self.steps:
+            raise ValueError(f"steps must be in [1, original_inference_steps={self.original_inference_steps}], "
+                             f"got {self.steps}")
+        if not 0.0 < self.strength <= 1.0:
+            raise ValueError(f"strength must be in (0, 1], got {self.strength}")
 
 
 @struct.dataclass
@@ -199,7 +205,7 @@ def _step_batched(graphdef, params, vae_graphdef, vae_params, schedule, emb, tab
     new = _start(model, vae, schedule, emb, ts, frame, k_noise, S)
     sl = state.slots
     put0 = lambda a, v: a.at[0].set(v)  # noqa: E731
-    x, z0, xs, resid = (put0(sl[name], v) for name, v in zip(("x", "z0", "xs", "resid"), new))
+    x, z0, xs, resid = (put0(sl[name], v) for name, v in zip(("x", "z0", "xs", "resid"), new, strict=True))
     index = sl["index"].at[0].set(state.frame_index)
     valid = sl["valid"].at[0].set(True)
     # rows: for every slot its branch rows, flattened to one UNet batch

@@ -1,0 +1,29 @@
+"""SVDiff streaming run config: the editor's knobs (``stream``), the temporal module
+(``temporal``, used when no trained ``--memory`` folder is given), and I/O settings.
+
+    jaxvid stream -i in.mp4 --prompt "a watercolor painting" --set stream.guidance=1.5
+    jaxvid stream -i in.mp4 --prompt "..." --set temporal.kind=window --set stream.inversion=noise
+
+Defaults of every knob live in one place each: :class:`jaxvid.pipelines.svdiff.StreamConfig`
+(paper: 3 LCM steps, LCM inversion, CFG with separate conditional/unconditional memories) and
+:class:`jaxvid.models.temporal.TemporalConfig` (8x8 memory with positional initialisation).
+Argument ``tiny``: the built-in model's frame size (128x128) instead of 512x512.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+
+import ml_collections
+
+from jaxvid.models.temporal import TemporalConfig
+from jaxvid.pipelines.svdiff import StreamConfig
+
+
+def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
+    c = ml_collections.ConfigDict()
+    c.size = (128, 128) if arg == "tiny" else (512, 512)  # (height, width) in pixels
+    c.policy = "queue"  # input faster than processing: queue every frame, or drop to the newest
+    c.stream = ml_collections.ConfigDict(dataclasses.asdict(StreamConfig()))
+    c.temporal = ml_collections.ConfigDict(dataclasses.asdict(TemporalConfig()))
+    return c

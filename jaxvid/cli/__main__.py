@@ -1,0 +1,7 @@
+"""``python -m jaxvid.cli``."""
+
+import sys
+
+from jaxvid.cli import main
+
+sys.exit(main())
