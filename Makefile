@@ -4,7 +4,7 @@ VENV   ?= .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed-$(shell cat pyproject.toml constraints.txt | cksum | cut -d' ' -f1)
 
-.PHONY: setup demo test test-slow bench lint clean
+.PHONY: setup demo test test-slow lint bench clean
 
 setup: $(STAMP)
 
@@ -15,23 +15,27 @@ $(STAMP): pyproject.toml constraints.txt
 	$(BIN)/python -m pip install -q -c constraints.txt -e '.[test]'
 	touch $@
 
-## The main job on the built-in default model: txt2img through the whole stack.
+## The main job on the built-in default model.
 demo: setup
 	$(BIN)/jaxvid generate --prompt "a red circle moving on a blue background" -o outputs/demo.png
 
-## The default test suite (what CI runs): under 15 minutes on 2 CPU cores.
-test: setup
-	$(BIN)/python -m pytest -q -n 2 --durations=10
+## What CI runs: the linter, then the default test suite (see README for measured times).
+test: setup lint
+	$(BIN)/python -m pytest -q -n 2 --durations=15
 
-## Tests marked slow (full-size SD1.5 round trips and the like).
+## Tests marked slow (full-size SD1.5 round trips, long training runs and the like).
 test-slow: setup
-	$(BIN)/python -m pytest -q -m slow --durations=10
+	$(BIN)/python -m pytest -q -m slow --durations=15
 
-## CPU benchmarks against PyTorch (tiny configs; results in experiments/results, see docs/benchmarks.md).
+lint: setup
+	$(BIN)/ruff check .
+
+## CPU benchmarks against PyTorch (tiny configs). Results go to outputs/bench; add
+## BENCH_ARGS=--update-results to rewrite the committed experiments/results (see docs/benchmarks.md).
 bench: setup
-	$(BIN)/python experiments/bench_unet.py --preset tiny --batches 1 2 4 8 --iters 10
-	$(BIN)/python experiments/bench_fastvideoedit.py --preset tiny --frames 32 --steps 15 --iters 2
-	$(BIN)/python experiments/bench_stream.py --preset tiny --size 128 --frames 24
+	$(BIN)/python experiments/bench_unet.py --preset tiny --batches 1 2 4 8 --iters 10 $(BENCH_ARGS)
+	$(BIN)/python experiments/bench_fastvideoedit.py --preset tiny --frames 32 --steps 15 --iters 2 $(BENCH_ARGS)
+	$(BIN)/python experiments/bench_stream.py --preset tiny --size 128 --frames 24 $(BENCH_ARGS)
 
 clean:
 	rm -rf $(VENV) outputs .pytest_cache

@@ -1,4 +1,4 @@
-"""FastVideoEdit attention control (DESIGN §6) as an :class:`AttentionControl` pytree.
+"""FastVideoEdit attention control as an :class:`AttentionControl` pytree.
 
 The UNet batch is laid out ``[G, 3, m]``: guidance halves (conditional, then unconditional
 when classifier-free guidance is on), branches (source, edit, background), frames. Every

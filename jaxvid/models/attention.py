@@ -1,4 +1,4 @@
-"""Multi-head attention with a registry of kernels (DESIGN §4.6).
+"""Multi-head attention with a registry of kernels.
 
 ``xla``  : explicit softmax(QKᵀ)V written in jnp; works everywhere and is the kernel that
            attention-control code builds on, because the probabilities are an explicit tensor.

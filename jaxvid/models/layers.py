@@ -1,7 +1,7 @@
 """Small building blocks shared by the model ports: activations, torch-style convs.
 
 Everything is NHWC and every constructor takes ``dtype`` (compute) and ``param_dtype``
-(storage), as DESIGN §4 asks, so one place decides how a diffusers layer maps to NNX.
+(storage), so one place decides how a diffusers layer maps to NNX.
 """
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""SVDiff spatial-aware temporal memory (DESIGN §7, paper eq. 6-7).
+"""SVDiff spatial-aware temporal memory (SVDiff paper eq. 6-7; see docs/svdiff.md).
 
 One :class:`MemoryAttention` per UNet transformer block. The memory is ``h x w`` tokens of the
 block's width; initially ``m_ij = w0 + FFN([i - h/2, j - w/2])``. After the block,

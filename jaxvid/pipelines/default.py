@@ -1,6 +1,6 @@
 """The built-in default model used when no ``--model`` folder is given.
 
-Until the toy-world model trained by jaxvid ships (DESIGN §10), this is a tiny *randomly
+Until the toy-world model trained by jaxvid ships, this is a tiny *randomly
 initialised* SD-architecture model (``configs/models.py:tiny``) with the real CLIP tokenizer:
 the whole stack runs end to end in seconds on a CPU, but its pictures are noise.
 """

@@ -1,4 +1,4 @@
-"""FastVideoEdit: inversion-free three-branch video editing with a consistency model (DESIGN §6).
+"""FastVideoEdit: inversion-free three-branch video editing with a consistency model.
 
 One denoising step of the whole video (every chunk, TokenFlow passes, latent blending) is one
 jitted function, driven by a host loop over the steps (so progress needs no host callback and
@@ -221,7 +221,7 @@ def _edit_step(graphdef, state, schedule, z0, emb, align, inp, scalars, key, car
     k_step = jax.random.fold_in(key, inp["i"])
     a, a_next = schedule.alpha(inp["t"]), schedule.alpha(inp["t_next"])
     eps, mask = model_eps(zs, zs + d[0], zs + d[1], inp["t"], k_step, inp["early"], inp["cross_on"])
-    # DESIGN: e_cons = (z_src - sqrt(a) z0) / sqrt(1-a); eps_b = eps_hat_b + e_cons - eps_src;
+    # docs/fastvideoedit.md: e_cons = (z_src - sqrt(a) z0) / sqrt(1-a); eps_b = eps_hat_b + e_cons - eps_src;
     # x0_b = (z_b - sqrt(1-a) eps_b) / sqrt(a). Substituting e_cons, x0_b = z0 + diff_b with
     # diff_b below, and re-noising with the shared noise gives z_b' = z_src' + sqrt(a') diff_b.
     # Carrying differences keeps a branch that equals the source bitwise equal to it (the

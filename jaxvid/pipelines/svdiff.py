@@ -1,4 +1,4 @@
-"""SVDiff streaming editor (DESIGN §7): one jitted ``step(state, frame) -> (frame, state)``.
+"""SVDiff streaming editor: one jitted ``step(state, frame) -> (frame, state)``.
 
 Per frame: encode (VAE or tiny AE); bring the latent to the first LCM timestep by one of
 three modes; denoise ``k`` LCM steps with ``eps = (1 + lambda) eps_c - lambda eps_uc``, each
