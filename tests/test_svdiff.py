@@ -161,12 +161,18 @@ def test_memory_weights_round_trip(bundle, tmp_path):
 
 
 def test_ablation_options(bundle):
-    for kw in (dict(memory_hw=(1, 1)), dict(positional=False), dict(memory_hw=(16, 16))):
+    for kw in (dict(memory_hw=(1, 1)), dict(memory_init="learned"), dict(memory_init="shared"),
+               dict(memory_hw=(16, 16))):
         model = temporal_unet(bundle, "memory", perturb=0.05, **kw)
         st = model.init_state(1, (16, 16))
-        assert st[0].shape == (1, kw.get("memory_hw", (8, 8))[0] * kw.get("memory_hw", (8, 8))[1], 32)
-    no_pos = temporal_unet(bundle, "memory", positional=False)
-    assert all("pos_fc" not in p for p in param_paths(no_pos.temporal))
+        h, w = kw.get("memory_hw", (8, 8))
+        assert st[0].shape == (1, h * w, 32) and st[0].dtype == jnp.float32
+    learned = temporal_unet(bundle, "memory", memory_init="learned")
+    assert all("pos_fc" not in p for p in param_paths(learned.temporal))
+    cells = np.asarray(learned.init_state(1, (16, 16))[0][0])
+    assert np.abs(cells - cells[:1]).max() > 0  # per-cell tokens differ from the start
+    shared = np.asarray(temporal_unet(bundle, "memory", memory_init="shared").init_state(1, (16, 16))[0][0])
+    np.testing.assert_array_equal(shared, np.broadcast_to(shared[:1], shared.shape))  # w0 in every cell
 
 
 def test_bad_frames(bundle):

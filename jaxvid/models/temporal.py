@@ -20,7 +20,7 @@ from flax import nnx
 from jaxvid.models.attention import Attention, get_attention_kernel
 from jaxvid.models.build import init_model
 from jaxvid.models.layers import Dtype, layer_norm
-from jaxvid.models.memory import MemoryAttention
+from jaxvid.models.memory import MEMORY_INITS, MemoryAttention
 
 
 @dataclasses.dataclass(frozen=True)
@@ -29,7 +29,7 @@ class TemporalConfig:
 
     kind: str = "memory"  # memory | window | shift | sliding | linear
     memory_hw: tuple[int, int] = (8, 8)  # (1, 1): a single global token
-    positional: bool = True  # memory positional embedding (ablation: off)
+    memory_init: str = "positional"  # positional (paper eq. 6) | learned (per-cell tokens) | shared (w0 only)
     pos_hidden: int = 32
     window: int = 3  # window attention: previous frames cached
     sliding: int = 8  # sliding-window temporal attention: frames attended (incl. the current)
@@ -38,12 +38,19 @@ class TemporalConfig:
     def __post_init__(self) -> None:
         if self.kind not in TEMPORAL_MODULES:
             raise ValueError(f"unknown temporal module {self.kind!r}; known: {sorted(TEMPORAL_MODULES)}")
+        if self.memory_init not in MEMORY_INITS:
+            raise ValueError(f"memory_init must be one of {MEMORY_INITS}, got {self.memory_init!r}")
         if len(self.memory_hw) != 2 or min(self.memory_hw) < 1:
             raise ValueError(f"memory_hw must be two positive ints, got {self.memory_hw}")
         if self.window < 1 or self.sliding < 2 or self.pos_hidden < 1:
             raise ValueError("window must be >= 1, sliding >= 2 and pos_hidden >= 1")
         if not 0.0 < self.shift_fraction < 1.0:
             raise ValueError(f"shift_fraction must be in (0, 1), got {self.shift_fraction}")
+
+
+def _norm_kw(kw: dict) -> dict:
+    """Layer-construction arguments without the attention kernel."""
+    return {k: v for k, v in kw.items() if k != "kernel"}
 
 
 def _zero_out(attn: Attention) -> Attention:
@@ -55,7 +62,7 @@ def _zero_out(attn: Attention) -> Attention:
 
 class MemoryModule(nnx.Module):
     def __init__(self, cfg: TemporalConfig, dim: int, heads: int, *, kw: dict):
-        self.memory = MemoryAttention(dim, heads, memory_hw=cfg.memory_hw, positional=cfg.positional,
+        self.memory = MemoryAttention(dim, heads, memory_hw=cfg.memory_hw, init=cfg.memory_init,
                                       pos_hidden=cfg.pos_hidden, **kw)
 
     def init_state(self, batch: int, tokens: int) -> jax.Array:
@@ -70,7 +77,7 @@ class _HistoryAttention(nnx.Module):
 
     def __init__(self, length: int, dim: int, heads: int, *, kw: dict):
         self.length = length
-        self.norm = layer_norm(dim, 1e-5, **kw)
+        self.norm = layer_norm(dim, 1e-5, **_norm_kw(kw))
         self.attn = _zero_out(Attention(dim, heads=heads, dim_head=dim // heads, bias=True, **kw))
 
     def init_state(self, batch: int, tokens: int) -> dict:
@@ -98,7 +105,7 @@ class WindowAttention(_HistoryAttention):
         ctx = jnp.concatenate([h, state["tokens"].reshape(B, -1, C).astype(h.dtype)], axis=1)
         valid = jnp.concatenate([jnp.ones((B, N), bool), jnp.repeat(state["valid"], N, axis=1)], axis=1)
         q, k, v = self.attn.qkv(h, ctx)
-        o = get_attention_kernel("xla")(q, k, v, scale=self.attn.scale, mask=valid[:, None, None, :])
+        o = get_attention_kernel(self.attn.kernel_name)(q, k, v, scale=self.attn.scale, mask=valid[:, None, None, :])
         return x + self.attn.project_out(o), self.push(state, h)
 
 
@@ -132,7 +139,7 @@ class SlidingWindowAttention(_HistoryAttention):
         valid = jnp.concatenate([jnp.ones((B, 1), bool), state["valid"]], axis=1)
         q, k, v = self.attn.qkv(h.reshape(B * N, 1, C), seq)
         mask = jnp.repeat(valid, N, axis=0)[:, None, None, :]
-        o = get_attention_kernel("xla")(q, k, v, scale=self.attn.scale, mask=mask)
+        o = get_attention_kernel(self.attn.kernel_name)(q, k, v, scale=self.attn.scale, mask=mask)
         return x + self.attn.project_out(o).reshape(B, N, C), self.push(state, h)
 
 
@@ -141,7 +148,7 @@ class LinearAttention(nnx.Module):
     the running sums ``S = sum phi(k) v^T`` and ``z = sum phi(k)`` (phi = elu + 1), constant in size."""
 
     def __init__(self, cfg: TemporalConfig, dim: int, heads: int, *, kw: dict):
-        self.norm = layer_norm(dim, 1e-5, **kw)
+        self.norm = layer_norm(dim, 1e-5, **_norm_kw(kw))
         self.attn = _zero_out(Attention(dim, heads=heads, dim_head=dim // heads, bias=True, **kw))
 
     def init_state(self, batch: int, tokens: int) -> dict:
@@ -157,6 +164,10 @@ class LinearAttention(nnx.Module):
         return x + self.attn.project_out(o.astype(x.dtype)), {"S": S, "z": z}
 
 
+TRAINABLE = nnx.All(nnx.Param, nnx.PathContains("temporal"))
+"""Filter of a :class:`TemporalUNet`'s trainable parameters: its temporal modules' (the base
+UNet's live under ``unet`` and stay frozen)."""
+
 TEMPORAL_MODULES: dict[str, Callable[..., nnx.Module]] = {
     "memory": MemoryModule,
     "window": WindowAttention,
@@ -166,33 +177,24 @@ TEMPORAL_MODULES: dict[str, Callable[..., nnx.Module]] = {
 }
 
 
-class TemporalHook:
-    """Threads per-site states through one UNet call; collects the next states (returned by
-    :meth:`TemporalUNet.__call__`, never kept beyond the call)."""
-
-    def __init__(self, modules: nnx.List, states: tuple[Any, ...]):
-        self.modules, self.states = modules, states
-        self.next: dict[int, Any] = {}
-
-    def __call__(self, site: int, x: jax.Array) -> jax.Array:
-        y, self.next[site] = self.modules[site](x, self.states[site])
-        return y
-
-
 def make_temporal_modules(
     unet, config: TemporalConfig, *, rngs: nnx.Rngs, dtype: Dtype | None = jnp.float32, param_dtype: Dtype = jnp.float32
 ) -> nnx.List:
     """One temporal module per transformer block of ``unet``, sized like that block."""
     if config.kind not in TEMPORAL_MODULES:
         raise ValueError(f"unknown temporal module {config.kind!r}; known: {sorted(TEMPORAL_MODULES)}")
-    kw = dict(rngs=rngs, dtype=dtype, param_dtype=param_dtype)
+    kw = dict(rngs=rngs, dtype=dtype, param_dtype=param_dtype, kernel=unet.config.attention_kernel)
     dims = [(b.attn1.heads * b.attn1.dim_head, b.attn1.heads) for b in unet.transformer_blocks()]
     return nnx.List([TEMPORAL_MODULES[config.kind](config, d, h, kw=kw) for d, h in dims])
 
 
 def temporal_unet(unet, config: TemporalConfig = TemporalConfig(), *, seed: int = 0,
-                  dtype: Dtype | None = jnp.float32, param_dtype: Dtype = jnp.float32) -> "TemporalUNet":
-    """Wrap a loaded base UNet with freshly initialised temporal modules (initialised in one jit)."""
+                  dtype: Dtype | None = None, param_dtype: Dtype | None = None) -> "TemporalUNet":
+    """Wrap a loaded base UNet with freshly initialised temporal modules (initialised in one
+    jit). Compute and storage dtypes default to the UNet's own; the attention kernel is the
+    UNet's (``unet.config.attention_kernel``)."""
+    dtype = unet.dtype if dtype is None else dtype
+    param_dtype = unet.conv_in.kernel.dtype if param_dtype is None else param_dtype
     temporal = init_model(lambda r: make_temporal_modules(unet, config, rngs=r, dtype=dtype, param_dtype=param_dtype),
                           seed)
     return TemporalUNet(unet, temporal, config)
@@ -223,10 +225,10 @@ class TemporalUNet(nnx.Module):
     def init_state(self, batch: int, latent_hw: tuple[int, int]) -> tuple[Any, ...]:
         return tuple(m.init_state(batch, n) for m, n in zip(self.temporal, self.site_tokens(latent_hw), strict=True))
 
-    def __call__(self, sample, timestep, encoder_hidden_states, state, timestep_cond=None):
-        """-> (noise prediction NHWC, next temporal state)."""
-        hook = TemporalHook(self.temporal, state)
-        out = self.unet(sample, timestep, encoder_hidden_states, timestep_cond=timestep_cond, temporal=hook)
-        nxt = tuple(hook.next[i] for i in range(len(self.temporal)))
+    def __call__(self, sample, timestep, encoder_hidden_states, state, timestep_cond=None, remat: str | None = None):
+        """-> (noise prediction NHWC, next temporal state). The state is threaded through the
+        UNet as a pytree (no Python-side mutation), so any block can be rematerialised."""
+        out, nxt = self.unet.forward(sample, timestep, encoder_hidden_states, timestep_cond=timestep_cond,
+                                     temporal=(self.temporal, tuple(state)), remat=remat)
         # the state keeps the dtypes it was created with, whatever the compute dtype
         return out, jax.tree.map(lambda new, old: new.astype(old.dtype), nxt, tuple(state))

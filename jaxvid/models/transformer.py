@@ -6,7 +6,7 @@ import jax
 import jax.numpy as jnp
 from flax import nnx
 
-from typing import Any, Protocol
+from typing import Any, Callable, Protocol
 
 from jaxvid.models.attention import Attention
 from jaxvid.models.layers import Dtype, conv2d, group_norm, layer_norm, linear
@@ -23,6 +23,28 @@ class AttentionControl(Protocol):
     def cross_attention(
         self, site: int, attn: Attention, h: jax.Array, context: jax.Array
     ) -> tuple[jax.Array, dict[str, Any]]: ...
+
+
+Temporal = tuple[Any, tuple]
+"""``(modules, states)``: one temporal module per UNet transformer block (an ``nnx.List``,
+indexed by site) and their states (a tuple of pytrees, same indexing)."""
+
+
+def remat_wrap(fn: Callable, policy: str | None) -> Callable:
+    """``fn`` rematerialised in the backward pass with a ``jax.checkpoint_policies`` policy
+    (e.g. ``nothing_saveable``, ``dots_saveable``), or ``fn`` itself for ``None``."""
+    if policy is None:
+        return fn
+    return nnx.remat(fn, policy=getattr(jax.checkpoint_policies, policy))
+
+
+def block_and_temporal(block, module, x, context, control, state):
+    """A transformer block, then its site's temporal module (SVDiff's plug point). A pure
+    function of its module and array arguments, so it can be rematerialised as one unit."""
+    x = block(x, context, control)
+    if module is not None:
+        x, state = module(x, state)
+    return x, state
 
 
 class GEGLU(nnx.Module):
@@ -149,9 +171,15 @@ class Transformer2DModel(nnx.Module):
         )
 
     def __call__(
-        self, x: jax.Array, context: jax.Array, control: AttentionControl | None = None, temporal=None
-    ) -> jax.Array:
-        """``temporal(site, tokens) -> tokens`` runs after each block (SVDiff's plug point)."""
+        self,
+        x: jax.Array,
+        context: jax.Array,
+        control: AttentionControl | None = None,
+        temporal: Temporal | None = None,
+        remat: str | None = None,
+    ) -> tuple[jax.Array, tuple | None]:
+        """-> ``(x, temporal states)``: each block's temporal module (if any) runs right after it,
+        reading and returning its site's state; ``remat`` rematerialises each block + module."""
         b, h, w, c = x.shape
         residual = x
         x = self.norm(x)
@@ -160,12 +188,17 @@ class Transformer2DModel(nnx.Module):
         else:
             x = self.proj_in(x)
             x = x.reshape(b, h * w, x.shape[-1])
+        step = remat_wrap(block_and_temporal, remat)
+        states = None if temporal is None else temporal[1]
         for block in self.transformer_blocks:
-            x = block(x, context, control)
-            if temporal is not None:
-                x = temporal(block.site, x)
+            i = block.site
+            if temporal is None:
+                x, _ = step(block, None, x, context, control, None)
+            else:
+                x, s = step(block, temporal[0][i], x, context, control, states[i])
+                states = (*states[:i], s, *states[i + 1:])
         if self.use_linear_projection:
             x = self.proj_out(x).reshape(b, h, w, c)
         else:
             x = self.proj_out(x.reshape(b, h, w, x.shape[-1]))
-        return x + residual
+        return x + residual, states

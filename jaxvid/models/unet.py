@@ -17,7 +17,7 @@ from jaxvid.models.config import config_from_dict, jaxvid_only
 from jaxvid.models.embeddings import TimestepEmbedding, timestep_embedding
 from jaxvid.models.layers import Dtype, activation, conv2d, group_norm
 from jaxvid.models.resnet import Downsample2D, ResnetBlock2D, Upsample2D
-from jaxvid.models.transformer import AttentionControl, BasicTransformerBlock, Transformer2DModel
+from jaxvid.models.transformer import AttentionControl, BasicTransformerBlock, Temporal, Transformer2DModel, remat_wrap
 
 _UNSUPPORTED = {
     "center_input_sample": False,
@@ -109,6 +109,16 @@ class UNetConfig:
         return 2 ** (len(self.block_out_channels) - 1)
 
 
+def _resnet(resnet: ResnetBlock2D, x: jax.Array, temb: jax.Array) -> jax.Array:
+    return resnet(x, temb)
+
+
+def _attend(attn: Transformer2DModel, x, context, control, temporal: Temporal | None, remat: str | None):
+    """A spatial transformer, threading the temporal states: ``-> (x, temporal)``."""
+    x, states = attn(x, context, control, temporal, remat)
+    return x, None if temporal is None else (temporal[0], states)
+
+
 class _Blocks(nnx.Module):
     """Shared constructor pieces of the down/mid/up blocks."""
 
@@ -144,18 +154,19 @@ class DownBlock(_Blocks):
         self.downsamplers = None if final else nnx.List([Downsample2D(cout, padding=cfg.downsample_padding, **kw)])
 
     def __call__(
-        self, x: jax.Array, temb: jax.Array, context: jax.Array, control=None, temporal=None
-    ) -> tuple[jax.Array, list[jax.Array]]:
+        self, x: jax.Array, temb: jax.Array, context: jax.Array, control=None, temporal: Temporal | None = None,
+        remat: str | None = None,
+    ) -> tuple[jax.Array, list[jax.Array], Temporal | None]:
         skips = []
         for j, resnet in enumerate(self.resnets):
-            x = resnet(x, temb)
+            x = remat_wrap(_resnet, remat)(resnet, x, temb)
             if self.attentions is not None:
-                x = self.attentions[j](x, context, control, temporal)
+                x, temporal = _attend(self.attentions[j], x, context, control, temporal, remat)
             skips.append(x)
         if self.downsamplers is not None:
             x = self.downsamplers[0](x)
             skips.append(x)
-        return x, skips
+        return x, skips, temporal
 
 
 class MidBlock(_Blocks):
@@ -168,11 +179,15 @@ class MidBlock(_Blocks):
         self.resnets = nnx.List([self.resnet(cfg, c, c, kw) for _ in range(2)])
         self.attentions = nnx.List([self.transformer(cfg, c, cfg.heads[-1], tl, xdim, kw)])
 
-    def __call__(self, x: jax.Array, temb: jax.Array, context: jax.Array, control=None, temporal=None) -> jax.Array:
-        x = self.resnets[0](x, temb)
+    def __call__(
+        self, x: jax.Array, temb: jax.Array, context: jax.Array, control=None, temporal: Temporal | None = None,
+        remat: str | None = None,
+    ) -> tuple[jax.Array, Temporal | None]:
+        x = remat_wrap(_resnet, remat)(self.resnets[0], x, temb)
         for attn, resnet in zip(self.attentions, self.resnets[1:], strict=True):
-            x = resnet(attn(x, context, control, temporal), temb)
-        return x
+            x, temporal = _attend(attn, x, context, control, temporal, remat)
+            x = remat_wrap(_resnet, remat)(resnet, x, temb)
+        return x, temporal
 
 
 class UpBlock(_Blocks):
@@ -195,15 +210,16 @@ class UpBlock(_Blocks):
         self.upsamplers = None if i == nb - 1 else nnx.List([Upsample2D(cout, **kw)])
 
     def __call__(
-        self, x: jax.Array, skips: list[jax.Array], temb: jax.Array, context: jax.Array, control=None, temporal=None
-    ) -> jax.Array:
+        self, x: jax.Array, skips: list[jax.Array], temb: jax.Array, context: jax.Array, control=None,
+        temporal: Temporal | None = None, remat: str | None = None,
+    ) -> tuple[jax.Array, Temporal | None]:
         for j, resnet in enumerate(self.resnets):
-            x = resnet(jnp.concatenate([x, skips.pop()], axis=-1), temb)
+            x = remat_wrap(_resnet, remat)(resnet, jnp.concatenate([x, skips.pop()], axis=-1), temb)
             if self.attentions is not None:
-                x = self.attentions[j](x, context, control, temporal)
+                x, temporal = _attend(self.attentions[j], x, context, control, temporal, remat)
         if self.upsamplers is not None:
             x = self.upsamplers[0](x)
-        return x
+        return x, temporal
 
 
 class UNet2DConditionModel(nnx.Module):
@@ -270,10 +286,25 @@ class UNet2DConditionModel(nnx.Module):
         encoder_hidden_states: jax.Array,
         timestep_cond: jax.Array | None = None,
         control: AttentionControl | None = None,
-        temporal=None,
     ) -> jax.Array:
-        """``control`` replaces every transformer block's attention computation (same weights);
-        ``temporal(site, tokens)`` runs after every transformer block (see models/temporal.py)."""
+        """``control`` replaces every transformer block's attention computation (same weights)."""
+        return self.forward(sample, timestep, encoder_hidden_states, timestep_cond=timestep_cond, control=control)[0]
+
+    def forward(
+        self,
+        sample: jax.Array,
+        timestep: jax.Array | float,
+        encoder_hidden_states: jax.Array,
+        *,
+        timestep_cond: jax.Array | None = None,
+        control: AttentionControl | None = None,
+        temporal: Temporal | None = None,
+        remat: str | None = None,
+    ) -> tuple[jax.Array, tuple | None]:
+        """The full call: ``-> (noise prediction, temporal states)``. ``temporal = (modules,
+        states)`` runs a temporal module after every transformer block (see models/temporal.py);
+        ``remat`` names a ``jax.checkpoint_policies`` policy to rematerialise every resnet and
+        every transformer block (with its temporal module) in the backward pass."""
         self.check_sample(sample)
         batch = sample.shape[0]
         temb = self.time_embed(timestep, batch, timestep_cond)
@@ -283,11 +314,11 @@ class UNet2DConditionModel(nnx.Module):
         x = self.conv_in(sample)
         skips = [x]
         for block in self.down_blocks:
-            x, s = block(x, temb, context, control, temporal)
+            x, s, temporal = block(x, temb, context, control, temporal, remat)
             skips += s
-        x = self.mid_block(x, temb, context, control, temporal)
+        x, temporal = self.mid_block(x, temb, context, control, temporal, remat)
         for block in self.up_blocks:
             n = len(block.resnets)
-            x, skips = block(x, skips[-n:], temb, context, control, temporal), skips[:-n]
+            (x, temporal), skips = block(x, skips[-n:], temb, context, control, temporal, remat), skips[:-n]
         x = activation(self.config.act_fn)(self.conv_norm_out(x))
-        return self.conv_out(x)
+        return self.conv_out(x), None if temporal is None else temporal[1]
