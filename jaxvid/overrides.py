@@ -57,3 +57,21 @@ def apply_overrides(config: ml_collections.ConfigDict, items: Iterable[str]) -> 
         except TypeError as e:
             raise ValueError(f"bad value for {key}: {raw!r} ({e})") from None
     return config
+
+
+def load_config(spec: str) -> ml_collections.ConfigDict:
+    """``path/to/config.py[:arg]`` -> that file's ``get_config(arg)`` (as ml_collections'
+    ``config_flags`` reads config files)."""
+    import importlib.util
+    from pathlib import Path
+
+    path, _, arg = spec.partition(":")
+    file = Path(path)
+    if not file.is_file():
+        raise FileNotFoundError(f"config file not found: {path}")
+    module_spec = importlib.util.spec_from_file_location(f"_jaxvid_config_{file.stem}", file)
+    module = importlib.util.module_from_spec(module_spec)
+    module_spec.loader.exec_module(module)
+    if not hasattr(module, "get_config"):
+        raise ValueError(f"{path} defines no get_config(arg)")
+    return module.get_config(arg or None)

@@ -4,6 +4,7 @@ its inputs) before loading any model, and calls library functions.
     jaxvid generate --prompt "a red circle moving on a blue background" -o outputs/demo.png
     jaxvid edit in.mp4 --source-prompt "a red circle" --target-prompt "a blue circle" -o out.mp4
     jaxvid stream in.mp4 --prompt "a blue circle" -o stream.mp4
+    jaxvid train --config configs/svdiff_train.py:tiny --workdir runs/tiny
     jaxvid info --model ./stable-diffusion-v1-5
 """
 
@@ -11,10 +12,10 @@ from __future__ import annotations
 
 import argparse
 
-from jaxvid.cli import edit, generate, info, stream
+from jaxvid.cli import edit, generate, info, stream, train
 from jaxvid.cli.common import HelpFormatter, console, enable_compilation_cache
 
-SUBCOMMANDS = (generate, edit, stream, info)
+SUBCOMMANDS = (generate, edit, stream, train, info)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -29,8 +30,20 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def parse(argv: list[str] | None):
+    """Arguments; ``--config.key=value`` items (``jaxvid train``) become ``args.config_overrides``."""
+    parser = build_parser()
+    args, extra = parser.parse_known_args(argv)
+    overrides = [a[len("--config."):] for a in extra if a.startswith("--config.")]
+    unknown = [a for a in extra if not a.startswith("--config.")]
+    if unknown or (overrides and not getattr(args, "accepts_config_overrides", False)):
+        parser.error(f"unrecognized arguments: {' '.join(unknown or extra)}")
+    args.config_overrides = overrides
+    return args
+
+
 def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    args = parse(argv)
     enable_compilation_cache()
     from jaxvid.weights.errors import WeightsError
 

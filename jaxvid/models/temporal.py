@@ -164,10 +164,6 @@ class LinearAttention(nnx.Module):
         return x + self.attn.project_out(o.astype(x.dtype)), {"S": S, "z": z}
 
 
-TRAINABLE = nnx.All(nnx.Param, nnx.PathContains("temporal"))
-"""Filter of a :class:`TemporalUNet`'s trainable parameters: its temporal modules' (the base
-UNet's live under ``unet`` and stay frozen)."""
-
 TEMPORAL_MODULES: dict[str, Callable[..., nnx.Module]] = {
     "memory": MemoryModule,
     "window": WindowAttention,

@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import dataclasses
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 import jax.numpy as jnp
+import numpy as np
 
 from jaxvid.models.clip import CLIPTextConfig, CLIPTextModel
 from jaxvid.models.layers import Dtype
@@ -94,17 +95,19 @@ def load_pipeline(
     variant: str | None = None,
     attention_kernel: str = "xla",
     tiny_vae: str | Path | None = None,
+    place: Callable[[str, np.ndarray], Any] | None = None,
 ) -> ModelBundle:
     """Load a whole diffusers SD folder (``model_index.json`` + component folders).
 
     ``tiny_vae`` names a TAESD folder to use instead of the folder's own VAE (fast streaming).
-    A missing ``scheduler/`` falls back to SD's scaled-linear schedule.
+    A missing ``scheduler/`` falls back to SD's scaled-linear schedule. ``place`` puts each
+    weight on its devices as it is read (see :func:`jaxvid.sharding.placer`).
     """
     root, index = check_model_folder(model_dir)
-    kw = dict(dtype=dtype, param_dtype=param_dtype, variant=variant)
+    kw = dict(dtype=dtype, param_dtype=param_dtype, variant=variant, place=place)
     unet = load_unet(root / "unet", attention_kernel=attention_kernel, **kw)
     if tiny_vae is not None:
-        vae = load_tiny_vae(tiny_vae, dtype=dtype, param_dtype=param_dtype)
+        vae = load_tiny_vae(tiny_vae, dtype=dtype, param_dtype=param_dtype, place=place)
     elif index["vae"][-1] == "AutoencoderTiny":
         vae = load_tiny_vae(root / "vae", **kw)
     else:

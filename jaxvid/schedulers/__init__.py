@@ -2,7 +2,8 @@
 
 from jaxvid.schedulers.ddim import ddim_inverse_step, ddim_inverse_timesteps, ddim_step, ddim_timesteps
 from jaxvid.schedulers.lcm import lcm_scalings, lcm_step, lcm_timesteps
-from jaxvid.schedulers.schedule import NoiseSchedule, add_noise, make_schedule, predict_x0_eps, schedule_from_config
+from jaxvid.schedulers.schedule import (NoiseSchedule, add_noise, make_schedule, predict_x0_eps, schedule_from_config,
+                                        training_target)
 
 __all__ = [
     "NoiseSchedule",
@@ -17,4 +18,5 @@ __all__ = [
     "make_schedule",
     "predict_x0_eps",
     "schedule_from_config",
+    "training_target",
 ]

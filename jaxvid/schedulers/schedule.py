@@ -79,6 +79,17 @@ def add_noise(s: NoiseSchedule, x0: jax.Array, noise: jax.Array, t: jax.Array | 
     return jnp.sqrt(a) * x0 + jnp.sqrt(1 - a) * noise
 
 
+def training_target(s: NoiseSchedule, x0: jax.Array, noise: jax.Array, t: jax.Array | int) -> jax.Array:
+    """What the model is trained to output for ``add_noise(s, x0, noise, t)``, by the schedule's
+    ``prediction_type``: the noise, the velocity ``sqrt(a) noise - sqrt(1-a) x0``, or ``x0``."""
+    if s.prediction_type == "epsilon":
+        return noise
+    if s.prediction_type == "sample":
+        return x0
+    a = _bcast(s.alpha(t), x0)
+    return jnp.sqrt(a) * noise - jnp.sqrt(1 - a) * x0
+
+
 def predict_x0_eps(s: NoiseSchedule, model_output: jax.Array, t: jax.Array | int, sample: jax.Array):
     """Clean sample and noise implied by the model output, for each ``prediction_type``."""
     a = _bcast(s.alpha(t), sample)

@@ -71,12 +71,15 @@ def load_state_into(
     *,
     rename: Callable[[str], str] | None = None,
     ignore: Iterable[str] = (),
+    place: Callable[[str, np.ndarray], jax.Array] | None = None,
 ) -> M:
     """Fill ``model`` (usually abstract, from ``nnx.eval_shape``) with the tensors of ``source``.
 
     ``rename`` maps file keys to the model's torch-style keys (e.g. deprecated VAE attention
     names); keys whose name ends with one of ``ignore`` are non-parameter buffers and are skipped.
-    Arrays are cast to each parameter's own ``param_dtype``.
+    Arrays are cast to each parameter's own ``param_dtype``; ``place(path, array)`` puts each on
+    its devices (e.g. straight into its shards over a mesh, see :func:`jaxvid.sharding.placer`),
+    else it goes to the default device.
     """
     ignore = tuple(ignore)
     tensors = {
@@ -102,7 +105,8 @@ def load_state_into(
             want = torch_shape(path, var.shape) if source.layout == "torch" else tuple(var.shape)
             misshaped.append((key, tuple(tensors[key].shape), want))
             continue
-        new_values[path] = jnp.asarray(arr, dtype=var.dtype)
+        arr = np.asarray(arr).astype(var.dtype, copy=False)
+        new_values[path] = place(path, arr) if place is not None else jnp.asarray(arr)
     if missing or unexpected or misshaped:
         raise WeightMismatchError(str(source.path), missing, unexpected, misshaped)
     for path, var in params.items():

@@ -52,13 +52,14 @@ def load_unet(
     dtype: Dtype | None = jnp.float32,
     param_dtype: Dtype = jnp.float32,
     variant: str | None = None,
+    place: Callable[[str, np.ndarray], Any] | None = None,
     attention_kernel: str = "xla",
 ) -> UNet2DConditionModel:
     """A diffusers ``unet/`` folder -> :class:`UNet2DConditionModel`."""
     folder = Path(path)
     cfg = UNetConfig.from_dict(_config(folder), attention_kernel=attention_kernel)
     return _load(
-        folder, lambda r: UNet2DConditionModel(cfg, rngs=r, dtype=dtype, param_dtype=param_dtype), variant
+        folder, lambda r: UNet2DConditionModel(cfg, rngs=r, dtype=dtype, param_dtype=param_dtype), variant, place=place
     )
 
 
@@ -73,23 +74,26 @@ def _vae_rename(key: str) -> str:
 
 
 def load_vae(
-    path: str | Path, *, dtype: Dtype | None = jnp.float32, param_dtype: Dtype = jnp.float32, variant: str | None = None
+    path: str | Path, *, dtype: Dtype | None = jnp.float32, param_dtype: Dtype = jnp.float32, variant: str | None = None,
+    place: Callable[[str, np.ndarray], Any] | None = None
 ) -> AutoencoderKL:
     """A diffusers ``vae/`` folder -> :class:`AutoencoderKL`."""
     folder = Path(path)
     cfg = VAEConfig.from_dict(_config(folder))
     return _load(
-        folder, lambda r: AutoencoderKL(cfg, rngs=r, dtype=dtype, param_dtype=param_dtype), variant, rename=_vae_rename
+        folder, lambda r: AutoencoderKL(cfg, rngs=r, dtype=dtype, param_dtype=param_dtype), variant, rename=_vae_rename,
+        place=place,
     )
 
 
 def load_tiny_vae(
-    path: str | Path, *, dtype: Dtype | None = jnp.float32, param_dtype: Dtype = jnp.float32, variant: str | None = None
+    path: str | Path, *, dtype: Dtype | None = jnp.float32, param_dtype: Dtype = jnp.float32, variant: str | None = None,
+    place: Callable[[str, np.ndarray], Any] | None = None
 ) -> AutoencoderTiny:
     """A diffusers ``AutoencoderTiny`` (TAESD) folder -> :class:`AutoencoderTiny`."""
     folder = Path(path)
     cfg = TinyVAEConfig.from_dict(_config(folder))
-    return _load(folder, lambda r: AutoencoderTiny(cfg, rngs=r, dtype=dtype, param_dtype=param_dtype), variant)
+    return _load(folder, lambda r: AutoencoderTiny(cfg, rngs=r, dtype=dtype, param_dtype=param_dtype), variant, place=place)
 
 
 def _text_model_prefix(key: str) -> str:
@@ -99,7 +103,8 @@ def _text_model_prefix(key: str) -> str:
 
 
 def load_text_encoder(
-    path: str | Path, *, dtype: Dtype | None = jnp.float32, param_dtype: Dtype = jnp.float32, variant: str | None = None
+    path: str | Path, *, dtype: Dtype | None = jnp.float32, param_dtype: Dtype = jnp.float32, variant: str | None = None,
+    place: Callable[[str, np.ndarray], Any] | None = None
 ) -> CLIPTextModel:
     """A transformers ``CLIPTextModel`` folder (``text_encoder/``) -> :class:`CLIPTextModel`."""
     folder = Path(path)
@@ -110,17 +115,20 @@ def load_text_encoder(
         variant,
         ignore=_BUFFERS,
         rename=_text_model_prefix,
+        place=place,
     )
 
 
 def load_clip(
-    path: str | Path, *, dtype: Dtype | None = jnp.float32, param_dtype: Dtype = jnp.float32, variant: str | None = None
+    path: str | Path, *, dtype: Dtype | None = jnp.float32, param_dtype: Dtype = jnp.float32, variant: str | None = None,
+    place: Callable[[str, np.ndarray], Any] | None = None
 ) -> CLIPModel:
     """A transformers ``CLIPModel`` folder (text + vision towers, projections) -> :class:`CLIPModel`."""
     folder = Path(path)
     cfg = CLIPConfig.from_dict(_config(folder))
     return _load(
-        folder, lambda r: CLIPModel(cfg, rngs=r, dtype=dtype, param_dtype=param_dtype), variant, ignore=_BUFFERS
+        folder, lambda r: CLIPModel(cfg, rngs=r, dtype=dtype, param_dtype=param_dtype), variant, ignore=_BUFFERS,
+        place=place,
     )
 
 

@@ -1,0 +1,140 @@
+"""SVDiff's training objective (paper §4.3) and its gradients, clip by clip.
+
+A batch holds ``B`` videos of ``N`` frames, split into ``K = N / L`` clips of ``L`` frames:
+
+* one timestep per video, shared by its frames; fresh noise (and a fresh VAE posterior sample)
+  per frame; the denoising loss per frame is the MSE to the schedule's target (epsilon, v or x0);
+* inside a clip, ``jax.lax.scan`` over frames carries the temporal state (the memory);
+* the state leaving clip ``k`` enters clip ``k + 1`` through ``stop_gradient``; the memory is
+  initialised *inside* the loss of the first clip, so ``w0`` and the positional FFN are trained;
+* each clip's loss is differentiated on its own inside a scan over clips and the gradients are
+  summed, so backpropagation holds the activations of one clip at a time (the point of
+  splitting long videos) and no gradient crosses a clip boundary;
+* captions are dropped to the empty prompt with probability ``caption_dropout`` (for CFG).
+
+The frozen networks (base UNet, VAE, text encoder) only ever see ``stop_gradient`` inputs.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+from flax import nnx
+
+from jaxvid.models.temporal import TemporalConfig, TemporalUNet
+from jaxvid.pipelines.autoencode import encode_latents
+from jaxvid.schedulers.schedule import NoiseSchedule, add_noise, training_target
+
+REMAT = ("none", "frame", "block")
+
+
+@dataclasses.dataclass(frozen=True)
+class ObjectiveConfig:
+    """Static (shape- or program-changing) settings of the objective."""
+
+    clip_frames: int = 8
+    caption_dropout: float = 0.1
+    remat: str = "none"  # none | frame (each frame's UNet call) | block (each resnet / transformer block)
+    remat_policy: str = "nothing_saveable"  # a jax.checkpoint_policies name
+
+    def __post_init__(self) -> None:
+        if self.clip_frames < 1 or not 0.0 <= self.caption_dropout <= 1.0:
+            raise ValueError(f"need clip_frames >= 1 and caption_dropout in [0, 1], got {self}")
+        if self.remat not in REMAT:
+            raise ValueError(f"remat must be one of {REMAT}, got {self.remat!r}")
+        if not hasattr(jax.checkpoint_policies, self.remat_policy):
+            raise ValueError(f"unknown jax.checkpoint_policies policy {self.remat_policy!r}")
+
+
+@dataclasses.dataclass(frozen=True)
+class Graphs:
+    """The graph definitions of the networks (static jit arguments). The trainable parameters
+    are exactly the temporal modules' (``temporal``); the base UNet, VAE and text encoder are
+    frozen."""
+
+    unet: Any
+    temporal: Any
+    temporal_config: TemporalConfig
+    vae: Any
+    text: Any
+
+    def model(self, unet_state, temporal_params) -> TemporalUNet:
+        return TemporalUNet(nnx.merge(self.unet, unet_state), nnx.merge(self.temporal, temporal_params),
+                            self.temporal_config)
+
+
+def state_rms(state: tuple) -> jax.Array:
+    """RMS of each site's temporal state (all its float leaves): ``[sites]``. For the memory this
+    is the memory's magnitude, which a residual update can let grow over a long stream."""
+    def rms(site) -> jax.Array:
+        leaves = [a.astype(jnp.float32) for a in jax.tree.leaves(site) if jnp.issubdtype(a.dtype, jnp.floating)]
+        return jnp.sqrt(sum(jnp.sum(a**2) for a in leaves) / max(1, sum(a.size for a in leaves)))
+
+    return jnp.stack([rms(s) for s in state])
+
+
+def loss_and_grads(trainable, frozen, batch: dict, key: jax.Array, *, graphs: Graphs, schedule: NoiseSchedule,
+                   uncond_ids: jax.Array, cfg: ObjectiveConfig) -> tuple[jax.Array, Any, dict]:
+    """``(loss, grads of trainable, aux)`` for ``batch = {"video": uint8 [B, N, H, W, 3],
+    "ids": int32 [B, L]}``; ``trainable`` = the temporal modules' parameters, ``frozen = (base
+    UNet state, VAE state, text encoder state)``.
+    ``aux``: per-video losses ``[B]`` and the final temporal state's RMS per site."""
+    video, ids = batch["video"], batch["ids"]
+    B, N = video.shape[:2]
+    L = cfg.clip_frames
+    if N % L:
+        raise ValueError(f"{N} frames per video do not split into clips of {L}")
+    K = N // L
+    unet_state, vae_state, text_state = frozen
+    vae = nnx.merge(graphs.vae, vae_state)
+    k_t, k_drop, k_clips = jax.random.split(key, 3)
+    t = jax.random.randint(k_t, (B,), 0, schedule.num_train_timesteps)
+    drop = jax.random.uniform(k_drop, (B,)) < cfg.caption_dropout
+    ids = jnp.where(drop[:, None], uncond_ids[None, :], ids)
+    context = jax.lax.stop_gradient(nnx.merge(graphs.text, text_state)(ids).last_hidden_state)
+    f = vae.config.downsample_factor
+    latent_hw = (video.shape[2] // f, video.shape[3] // f)
+    block_remat = cfg.remat_policy if cfg.remat == "block" else None
+
+    def clip_loss(params, carried, k, clip, clip_key):
+        """Mean loss of one clip ``[L, B, H, W, 3]`` -> (loss, (state out, per-video loss))."""
+        model = graphs.model(unet_state, params)
+        fresh = model.init_state(B, latent_hw)
+        state = jax.tree.map(lambda a, b: jnp.where(k == 0, a, b), fresh, carried)
+
+        def frame_step(state, inp):
+            frame, fkey = inp
+            k_enc, k_noise = jax.random.split(fkey)
+            pixels = frame.astype(jnp.float32) / 127.5 - 1.0
+            z0 = jax.lax.stop_gradient(encode_latents(vae, pixels, k_enc).astype(jnp.float32))
+            noise = jax.random.normal(k_noise, z0.shape, jnp.float32)
+            pred, state = model(add_noise(schedule, z0, noise, t), t, context, state, remat=block_remat)
+            err = (pred.astype(jnp.float32) - training_target(schedule, z0, noise, t)) ** 2
+            return state, jnp.mean(err, axis=(1, 2, 3))
+
+        if cfg.remat == "frame":
+            frame_step = jax.checkpoint(frame_step, policy=getattr(jax.checkpoint_policies, cfg.remat_policy))
+        state, losses = jax.lax.scan(frame_step, state, (clip, jax.random.split(clip_key, L)))
+        per_video = losses.mean(axis=0)
+        return per_video.mean(), (state, per_video)
+
+    grad_fn = jax.value_and_grad(clip_loss, has_aux=True)
+    clips = video.reshape(B, K, L, *video.shape[2:]).transpose(1, 2, 0, 3, 4, 5)  # [K, L, B, H, W, 3]
+    start = graphs.model(unet_state, trainable).init_state(B, latent_hw)  # its values are never used
+
+    def over_clips(carry, inp):
+        carried, gsum = carry
+        k, clip, clip_key = inp
+        (loss, (state, per_video)), g = grad_fn(trainable, carried, k, clip, clip_key)
+        gsum = jax.tree.map(jnp.add, gsum, g)
+        return (jax.lax.stop_gradient(state), gsum), (loss, per_video)
+
+    zeros = jax.tree.map(jnp.zeros_like, trainable)
+    (state, gsum), (losses, per_video) = jax.lax.scan(
+        over_clips, (start, zeros), (jnp.arange(K), clips, jax.random.split(k_clips, K))
+    )
+    grads = jax.tree.map(lambda g: g / K, gsum)
+    return losses.mean(), grads, {"per_video_loss": per_video.mean(axis=0), "state_rms": state_rms(state)}
