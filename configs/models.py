@@ -5,7 +5,8 @@
 Arguments: ``sd15`` (Stable Diffusion 1.5), ``sd21`` (2.1, linear projections, upcast
 attention), ``lcm_sd15`` (a fully distilled LCM such as LCM_Dreamshaper_v7:
 ``time_cond_proj_dim=256``), ``tiny`` (the built-in default: a few MB, runs on a CPU in
-seconds, same block structure as SD). Real weights always come from a local folder
+seconds, same block structure as SD), ``micro`` (two UNet levels, 4 transformer sites, a 2x VAE:
+a training step compiles in seconds; for tests). Real weights always come from a local folder
 (``--model DIR``); these presets build random models for shape checks, tests and benchmarks.
 """
 
@@ -85,6 +86,18 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
             scaling_factor=0.18215,
         )
         c.text_encoder = dict(hidden_size=64, intermediate_size=128, num_hidden_layers=2, num_attention_heads=4)
+    elif arg == "micro":
+        c.unet = dict(
+            sample_size=8, block_out_channels=(16, 32), down_block_types=("CrossAttnDownBlock2D", "DownBlock2D"),
+            up_block_types=("UpBlock2D", "CrossAttnUpBlock2D"), layers_per_block=1, attention_head_dim=2,
+            cross_attention_dim=32, norm_num_groups=8,
+        )
+        c.vae = dict(
+            block_out_channels=(8, 8), down_block_types=("DownEncoderBlock2D",) * 2,
+            up_block_types=("UpDecoderBlock2D",) * 2, layers_per_block=1, latent_channels=4, norm_num_groups=4,
+            sample_size=16, scaling_factor=0.18215,
+        )
+        c.text_encoder = dict(hidden_size=32, intermediate_size=64, num_hidden_layers=1, num_attention_heads=2)
     else:
-        raise ValueError(f"unknown model preset {arg!r}: sd15, lcm_sd15, sd21, tiny")
+        raise ValueError(f"unknown model preset {arg!r}: sd15, lcm_sd15, sd21, tiny, micro")
     return c

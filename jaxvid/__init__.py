@@ -10,7 +10,7 @@ from jaxvid.weights.loaders import (
     save_model,
 )
 from jaxvid.weights.lora import load_lora
-from jaxvid.pipelines.bundle import ModelBundle, load_pipeline
+from jaxvid.pipelines.bundle import ModelBundle, load_pipeline, save_pipeline
 
 __all__ = [
     "load_clip",
@@ -23,5 +23,6 @@ __all__ = [
     "load_unet",
     "load_vae",
     "save_model",
+    "save_pipeline",
 ]
 __version__ = "0.1.0"

@@ -155,3 +155,4 @@ def save_pipeline(path: Path, seed: int = 0) -> Path:
         )
     )
     return path
+

@@ -31,11 +31,27 @@ indexed by site) and their states (a tuple of pytrees, same indexing)."""
 
 
 def remat_wrap(fn: Callable, policy: str | None) -> Callable:
-    """``fn`` rematerialised in the backward pass with a ``jax.checkpoint_policies`` policy
-    (e.g. ``nothing_saveable``, ``dots_saveable``), or ``fn`` itself for ``None``."""
+    """``fn(*modules_and_arrays)`` rematerialised in the backward pass with a
+    ``jax.checkpoint_policies`` policy (e.g. ``nothing_saveable``, ``dots_saveable``), or ``fn``
+    itself for ``None``. The modules among the arguments are split into graph + state and merged
+    back inside ``jax.checkpoint``, so the recomputed region is a pure function (``fn`` must not
+    mutate them)."""
     if policy is None:
         return fn
-    return nnx.remat(fn, policy=getattr(jax.checkpoint_policies, policy))
+    checkpoint_policy = getattr(jax.checkpoint_policies, policy)
+
+    def call(*args):
+        is_module = [isinstance(a, nnx.Module) for a in args]
+        graphdef, state = nnx.split([a for a, m in zip(args, is_module, strict=True) if m])
+        rest = [a for a, m in zip(args, is_module, strict=True) if not m]
+
+        def pure(state, rest):
+            modules, others = iter(nnx.merge(graphdef, state)), iter(rest)
+            return fn(*(next(modules) if m else next(others) for m in is_module))
+
+        return jax.checkpoint(pure, policy=checkpoint_policy)(state, rest)
+
+    return call
 
 
 def block_and_temporal(block, module, x, context, control, state):

@@ -17,7 +17,7 @@ from jaxvid.models.vae import AutoencoderKL, VAEConfig
 from jaxvid.models.config import read_json
 from jaxvid.schedulers.schedule import NoiseSchedule, make_schedule, schedule_from_config
 from jaxvid.weights.errors import WeightFileError
-from jaxvid.weights.loaders import load_text_encoder, load_tiny_vae, load_tokenizer, load_unet, load_vae
+from jaxvid.weights.loaders import load_text_encoder, load_tiny_vae, load_tokenizer, load_unet, load_vae, save_model
 
 _REQUIRED = ("unet", "vae", "text_encoder", "tokenizer")
 
@@ -122,3 +122,35 @@ def load_pipeline(
         schedule=schedule,
         source=str(root),
     )
+
+
+def save_pipeline(bundle: ModelBundle, path: str | Path, *, dtype: np.dtype | None = None) -> Path:
+    """Write a bundle as a diffusers Stable Diffusion folder (``model_index.json``, ``unet/``,
+    ``vae/``, ``text_encoder/``, ``tokenizer/``, ``scheduler/``) that :func:`load_pipeline` and
+    diffusers' ``StableDiffusionPipeline.from_pretrained`` both read; ``dtype`` e.g. float16."""
+    import json
+
+    root = Path(path)
+    root.mkdir(parents=True, exist_ok=True)
+    for name in ("unet", "vae", "text_encoder"):
+        save_model(getattr(bundle, name), root / name, dtype=dtype)
+    bundle.tokenizer.save_pretrained(str(root / "tokenizer"))
+    (root / "scheduler").mkdir(exist_ok=True)
+    sched = {"_class_name": "LCMScheduler", "steps_offset": 1, "timestep_spacing": "leading",
+             "original_inference_steps": 50, **bundle.schedule.to_config()}
+    (root / "scheduler" / "scheduler_config.json").write_text(json.dumps(sched, indent=2))
+    vae_class = "AutoencoderTiny" if isinstance(bundle.vae, AutoencoderTiny) else "AutoencoderKL"
+    index = {
+        "_class_name": "StableDiffusionPipeline",
+        "unet": ["diffusers", "UNet2DConditionModel"],
+        "vae": ["diffusers", vae_class],
+        "text_encoder": ["transformers", "CLIPTextModel"],
+        "tokenizer": ["transformers", "CLIPTokenizer"],
+        "scheduler": ["diffusers", "LCMScheduler"],
+        "safety_checker": [None, None],
+        "feature_extractor": [None, None],
+        "image_encoder": [None, None],
+        "requires_safety_checker": False,
+    }
+    (root / "model_index.json").write_text(json.dumps(index, indent=2))
+    return root

@@ -19,6 +19,11 @@ class NoiseSchedule:
     final_alpha_cumprod: jax.Array
     num_train_timesteps: int = struct.field(pytree_node=False, default=1000)
     prediction_type: str = struct.field(pytree_node=False, default="epsilon")
+    config: tuple = struct.field(pytree_node=False, default=())  # make_schedule's arguments, as (key, value) pairs
+
+    def to_config(self) -> dict[str, Any]:
+        """The arguments that rebuild this schedule (a diffusers scheduler config's keys)."""
+        return dict(self.config)
 
     def alpha(self, t: jax.Array | int) -> jax.Array:
         """``a_t`` for integer timesteps (any shape); negative ``t`` gives the final alpha."""
@@ -47,7 +52,10 @@ def make_schedule(
         raise ValueError(f"unknown prediction_type {prediction_type!r}")
     ac = np.cumprod(1.0 - betas, dtype=np.float32)
     final = np.float32(1.0) if set_alpha_to_one else ac[0]
-    return NoiseSchedule(jnp.asarray(ac), jnp.asarray(final), num_train_timesteps, prediction_type)
+    args = dict(num_train_timesteps=num_train_timesteps, beta_start=beta_start, beta_end=beta_end,
+                beta_schedule=beta_schedule, set_alpha_to_one=set_alpha_to_one, prediction_type=prediction_type)
+    return NoiseSchedule(jnp.asarray(ac), jnp.asarray(final), num_train_timesteps, prediction_type,
+                         tuple(sorted(args.items())))
 
 
 def schedule_from_config(cfg: Mapping[str, Any]) -> NoiseSchedule:
