@@ -8,6 +8,7 @@ started with a prompt other than the one the user wrote.
 
 from __future__ import annotations
 
+import threading
 from pathlib import Path
 from typing import Sequence
 
@@ -18,6 +19,9 @@ import numpy as np
 from jaxvid.models.clip import CLIPTextModel
 
 DEFAULT_TOKENIZER_DIR = Path(__file__).parent / "assets" / "clip_tokenizer"
+# A fast tokenizer switches padding/truncation modes on its shared Rust object before each call,
+# so two threads tokenising at once can get each other's modes: calls are serialised.
+_TOKENIZER_LOCK = threading.Lock()
 
 
 class PromptTooLongError(ValueError):
@@ -40,7 +44,8 @@ def check_prompts(tokenizer, prompts: str | Sequence[str], *, max_length: int = 
     if not all(isinstance(p, str) for p in prompts):
         raise TypeError(f"prompts must be strings, got {[type(p).__name__ for p in prompts]}")
     # verbose=False: the tokenizer's own "longer than the maximum" warning would be misleading here
-    full = tokenizer(list(prompts), padding=False, truncation=False, verbose=False)["input_ids"]
+    with _TOKENIZER_LOCK:
+        full = tokenizer(list(prompts), padding=False, truncation=False, verbose=False)["input_ids"]
     for ids in full:
         if len(ids) > max_length:
             kept = tokenizer.decode(ids[1 : max_length - 1])
@@ -56,7 +61,9 @@ def tokenize(tokenizer, prompts: str | Sequence[str], *, max_length: int = 77) -
     if isinstance(prompts, str):
         prompts = [prompts]
     check_prompts(tokenizer, prompts, max_length=max_length)
-    enc = tokenizer(list(prompts), padding="max_length", max_length=max_length, truncation=True, return_tensors="np")
+    with _TOKENIZER_LOCK:
+        enc = tokenizer(list(prompts), padding="max_length", max_length=max_length, truncation=True,
+                        return_tensors="np")
     return np.asarray(enc["input_ids"], dtype=np.int32)
 
 

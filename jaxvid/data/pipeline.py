@@ -141,8 +141,6 @@ class _Tokenize(grain.transforms.Map):
         self.tokenizer, self.max_length = tokenizer, max_length
 
     def map(self, record: dict[str, Any]) -> dict[str, Any]:
-        if "skip" in record:
-            return record
         from jaxvid.text import tokenize
 
         ids = tokenize(self.tokenizer, record["caption"], max_length=self.max_length)[0]
@@ -160,15 +158,15 @@ class VideoPipeline:
         self.cfg, self.skipped, self.skip_reasons = cfg, 0, []
         source = self._source(cfg)
         ds = grain.MapDataset.source(source).shuffle(seed=cfg.seed)[shard_index::shard_count].repeat()
-        ds = ds.random_map(_Window(cfg), seed=cfg.seed).map(_Tokenize(tokenizer, max_length))
-        it = ds.to_iter_dataset()
+        it = ds.random_map(_Window(cfg), seed=cfg.seed).to_iter_dataset()
         if cfg.workers > 0:
             from absl import flags
 
             if not flags.FLAGS.is_parsed():  # grain's workers read absl flags; a non-absl program has none
                 flags.FLAGS.mark_as_parsed()
             it = it.mp_prefetch(grain.MultiprocessingOptions(num_workers=cfg.workers))
-        self.dataset = it.filter(self._keep).batch(batch_size, drop_remainder=True)
+        # tokenised in the consuming thread: one tokenizer object is not safe to share between threads
+        self.dataset = it.filter(self._keep).map(_Tokenize(tokenizer, max_length)).batch(batch_size, drop_remainder=True)
 
     @staticmethod
     def _source(cfg: DataConfig):
