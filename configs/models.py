@@ -45,7 +45,7 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
     c.name = arg
     c.dtype = "float32"
     c.param_dtype = "float32"
-    c.attention_kernel = "xla"
+    c.attention_kernel = "auto"
     if arg == "sd15":
         c.unet = dict(_SD15_UNET)
         c.vae = dict(_SD_VAE)

@@ -48,7 +48,7 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
         path=None,  # diffusers folder; None: the built-in model (preset below)
         preset="tiny",  # configs/models.py preset of the built-in model when path is None
         dtype="bfloat16",  # compute dtype of the networks (trainable weights are stored in float32)
-        attention="xla",
+        attention="auto",
     ))
     c.temporal = _dict(TemporalConfig())
     c.data = _dict(DataConfig(source="folder", path=None, frames=64, size=(512, 512), workers=8))

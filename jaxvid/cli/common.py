@@ -71,7 +71,7 @@ def add_model_args(p: argparse.ArgumentParser) -> None:
     g.add_argument("--lora-scale", type=nonneg_float, default=1.0, help="scale of the fused LoRA")
     g.add_argument("--dtype", default="float32", choices=["float32", "bfloat16", "float16"],
                    help="compute and storage dtype of the networks (bfloat16 on GPUs)")
-    g.add_argument("--attention", default="xla", choices=attention_kernel_names(), help="attention kernel")
+    g.add_argument("--attention", default="auto", choices=attention_kernel_names(), help="attention kernel")
 
 
 def add_set_arg(p: argparse.ArgumentParser, example: str) -> None:

@@ -63,7 +63,7 @@ class EditControl:
     source_cross_frame: bool = struct.field(pytree_node=False, default=False)
     blend_tokens: int = struct.field(pytree_node=False, default=-1)
     mode: str = struct.field(pytree_node=False, default="joint")  # joint | keyframes | propagate
-    kernel: str = struct.field(pytree_node=False, default="xla")
+    kernel: str = struct.field(pytree_node=False, default="auto")
 
     # ---- self-attention -------------------------------------------------------------------
     def _attend(self, attn: Attention, branches: list[tuple[jax.Array, jax.Array, jax.Array, bool]]) -> list[jax.Array]:

@@ -107,7 +107,7 @@ class CLIPAttention(nnx.Module):
 
     def __call__(self, x: jax.Array, mask: jax.Array | None) -> jax.Array:
         split = lambda t: t.reshape(*t.shape[:-1], self.heads, self.head_dim)  # noqa: E731
-        o = get_attention_kernel("xla")(
+        o = get_attention_kernel("auto")(
             split(self.q_proj(x)), split(self.k_proj(x)), split(self.v_proj(x)), scale=self.head_dim**-0.5, mask=mask
         )
         return self.out_proj(o.reshape(*x.shape[:-1], -1))

@@ -37,7 +37,7 @@ class MemoryAttention(nnx.Module):
         memory_hw: tuple[int, int] = (8, 8),
         init: str = "positional",
         pos_hidden: int = 32,
-        kernel: str = "xla",
+        kernel: str = "auto",
         rngs: nnx.Rngs,
         dtype: Dtype | None = jnp.float32,
         param_dtype: Dtype = jnp.float32,

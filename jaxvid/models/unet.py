@@ -80,7 +80,7 @@ class UNetConfig:
     use_linear_projection: bool = False
     upcast_attention: bool = False
     time_cond_proj_dim: int | None = None
-    attention_kernel: str = jaxvid_only("xla")
+    attention_kernel: str = jaxvid_only("auto")
 
     def __post_init__(self) -> None:
         n = len(self.block_out_channels)

@@ -93,7 +93,7 @@ def load_pipeline(
     dtype: Dtype | None = jnp.float32,
     param_dtype: Dtype = jnp.float32,
     variant: str | None = None,
-    attention_kernel: str = "xla",
+    attention_kernel: str = "auto",
     tiny_vae: str | Path | None = None,
     place: Callable[[str, np.ndarray], Any] | None = None,
 ) -> ModelBundle:

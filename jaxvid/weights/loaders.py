@@ -53,7 +53,7 @@ def load_unet(
     param_dtype: Dtype = jnp.float32,
     variant: str | None = None,
     place: Callable[[str, np.ndarray], Any] | None = None,
-    attention_kernel: str = "xla",
+    attention_kernel: str = "auto",
 ) -> UNet2DConditionModel:
     """A diffusers ``unet/`` folder -> :class:`UNet2DConditionModel`."""
     folder = Path(path)
