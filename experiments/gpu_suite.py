@@ -1,0 +1,317 @@
+"""Everything only a GPU shows, in one run (< 8 minutes on an H100/H200), written to one JSON.
+
+    python experiments/gpu_suite.py --out gpu_suite.json            # on a CUDA machine
+    python experiments/gpu_suite.py --smoke --out smoke.json         # tiny shapes, any backend (checks the script)
+
+Sections (each timed after warm-up, each guarded by the time budget so a slow one cannot take
+the rest down; results are written after every section):
+
+1. ``unet``: SD1.5 UNet 512x512 bf16 (random weights copied from a diffusers UNet, so both
+   sides do the same work), batch 1 and 8: jaxvid with the ``xla``, ``cudnn`` and ``blocked``
+   kernels vs diffusers eager and ``torch.compile``; MFU = XLA-counted FLOPs / time / peak.
+2. ``train``: the full SVDiff training step (SD1.5 bf16 frozen, 8x8 memory after all 16 blocks,
+   one 64-frame video in clips of 8, per-frame remat): step time, MFU, and XLA's memory analysis.
+3. ``stream``: SVDiff streaming at 512x512, 3 LCM steps, CFG, tiny autoencoder: FPS and latency
+   in paper mode (LCM inversion) with and without stream batch, and inversion-free mode.
+4. ``fastvideoedit``: 32 frames at 512x512, 15 steps, TokenFlow, CFG: seconds per clip.
+
+The machine lacks diffusers and ml_collections (and may have another flax): carry wheels, see
+docs/benchmarks.md ("GPU runs").
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+import traceback
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+import jax  # noqa: E402
+import jax.numpy as jnp  # noqa: E402
+import numpy as np  # noqa: E402
+
+from configs.models import get_config  # noqa: E402
+from experiments.common import machine  # noqa: E402
+
+PEAK_BF16 = {"H100": 989.4e12, "H200": 989.4e12, "A100": 312e12}  # dense bf16 tensor-core FLOP/s
+
+
+def peak_flops() -> float | None:
+    kind = jax.devices()[0].device_kind
+    return next((v for k, v in PEAK_BF16.items() if k in kind), None)
+
+
+def timed(fn, sync, *, warmup=1, iters=5) -> dict:
+    t0 = time.perf_counter()
+    for _ in range(warmup):
+        sync(fn())
+    first = time.perf_counter() - t0
+    ts = []
+    for _ in range(iters):
+        t = time.perf_counter()
+        sync(fn())
+        ts.append(time.perf_counter() - t)
+    return {"median_ms": float(np.median(ts) * 1e3), "min_ms": float(np.min(ts) * 1e3), "first_call_s": first}
+
+
+def flops_of(compiled) -> float | None:
+    """FLOPs XLA counts for a compiled program (best effort across backends and versions)."""
+    try:
+        cost = compiled.cost_analysis()
+        cost = cost[0] if isinstance(cost, (list, tuple)) else cost
+        return float(cost.get("flops", 0.0)) or None
+    except Exception:
+        return None
+
+
+class Suite:
+    def __init__(self, out: Path, budget_s: float):
+        self.out, self.budget, self.t0 = out, budget_s, time.perf_counter()
+        self.result = {"machine": machine(), "peak_bf16_flops": peak_flops(), "sections": {}}
+
+    def left(self) -> float:
+        return self.budget - (time.perf_counter() - self.t0)
+
+    def run(self, name: str, fn, need_s: float) -> None:
+        if self.left() < need_s:
+            self.result["sections"][name] = {"skipped": f"time budget ({self.left():.0f}s left, needs ~{need_s:.0f}s)"}
+        else:
+            t = time.perf_counter()
+            try:
+                self.result["sections"][name] = {**fn(), "section_s": time.perf_counter() - t}
+            except Exception as e:
+                self.result["sections"][name] = {"error": f"{type(e).__name__}: {e}",
+                                                 "traceback": traceback.format_exc()[-3000:]}
+        print(json.dumps({name: self.result["sections"][name]}, default=float)[:3000], flush=True)
+        self.out.write_text(json.dumps(self.result, indent=2, default=float))
+
+
+def mfu(flops, ms):
+    peak = peak_flops()
+    return None if not (flops and peak) else flops / (ms / 1e3) / peak
+
+
+def unet_section(args, pair):
+    import torch
+
+    ref, ours_by_kernel = pair
+    cfg = dict(get_config(args.preset).unet)
+    lat = args.size // 8
+    rows = []
+    for b in args.batches:
+        rng = np.random.default_rng(b)
+        x = rng.standard_normal((b, lat, lat, 4), np.float32)
+        ctx = rng.standard_normal((b, 77, cfg["cross_attention_dim"]), np.float32)
+        t = np.full((b,), 500, np.int32)
+        tx = torch.from_numpy(x.transpose(0, 3, 1, 2)).to(args.device, ref.dtype)
+        tc, tt = torch.from_numpy(ctx).to(args.device, ref.dtype), torch.from_numpy(t).to(args.device)
+        sync_t = (lambda _: torch.cuda.synchronize()) if args.device == "cuda" else (lambda _: None)
+        with torch.inference_mode():
+            eager = timed(lambda: ref(tx, tt, tc).sample, sync_t)
+            want = ref(tx, tt, tc).sample.float().cpu().numpy().transpose(0, 2, 3, 1)
+        row = {"batch": b, "torch_eager": eager}
+        for kernel, (graphdef, state) in ours_by_kernel.items():
+            if kernel == "blocked" and b != args.batches[0]:
+                continue  # the CPU kernel, measured once on the GPU for completeness
+            from flax import nnx
+
+            fwd = jax.jit(lambda s, x, t, c, g=graphdef: nnx.merge(g, s)(x, t, c))
+            jx = (jnp.asarray(x, jnp.bfloat16), jnp.asarray(t), jnp.asarray(ctx, jnp.bfloat16))
+            try:
+                t0 = time.perf_counter()
+                compiled = fwd.lower(state, *jx).compile()  # compiled once: timed and cost-analysed
+                compile_s = time.perf_counter() - t0
+                res = timed(lambda: compiled(state, *jx), jax.block_until_ready)
+                fl = flops_of(compiled)
+                got = np.asarray(compiled(state, *jx), np.float32)
+                res.update(compile_s=compile_s, flops=fl, mfu=mfu(fl, res["median_ms"]),
+                           max_abs_diff_vs_torch=float(np.abs(got - want).max()),
+                           torch_eager_over_jaxvid=eager["median_ms"] / res["median_ms"])
+            except Exception as e:
+                res = {"error": f"{type(e).__name__}: {e}"[:500]}
+            row[f"jaxvid_{kernel}"] = res
+        if args.torch_compile and (b == args.batches[0] or args.budget_left() > 200):
+            try:
+                compiled = torch.compile(ref)
+                with torch.inference_mode():
+                    row["torch_compile"] = timed(lambda: compiled(tx, tt, tc).sample, sync_t, warmup=2)
+            except Exception as e:
+                row["torch_compile"] = {"error": f"{type(e).__name__}: {e}"[:500]}
+        rows.append(row)
+    return {"size": args.size, "dtype": "bfloat16", "rows": rows}
+
+
+def random_parts(args, dtype):
+    """Random full-size VAE, tiny AE and CLIP text encoder (host-initialised: no compile)."""
+    from jaxvid.models.build import random_model
+    from jaxvid.models.clip import CLIPTextConfig, CLIPTextModel
+    from jaxvid.models.tiny_vae import AutoencoderTiny, TinyVAEConfig
+    from jaxvid.models.vae import AutoencoderKL, VAEConfig
+
+    c = get_config(args.preset)
+    kw = dict(dtype=dtype, param_dtype=dtype)
+    vae = random_model(lambda r: AutoencoderKL(VAEConfig.from_dict(dict(c.vae)), rngs=r, **kw))
+    taesd = TinyVAEConfig() if not args.smoke else TinyVAEConfig(
+        encoder_block_out_channels=(8,) * 4, decoder_block_out_channels=(8,) * 4, num_encoder_blocks=(1,) * 4,
+        num_decoder_blocks=(1,) * 4)
+    tiny = random_model(lambda r: AutoencoderTiny(taesd, rngs=r, **kw))
+    text = random_model(lambda r: CLIPTextModel(CLIPTextConfig.from_dict(dict(c.text_encoder)), rngs=r, **kw))
+    return vae, tiny, text
+
+
+def bundle_for(args, unet, vae, text):
+    from jaxvid.pipelines.bundle import ModelBundle
+    from jaxvid.schedulers.schedule import make_schedule
+    from jaxvid.text import default_tokenizer
+
+    return ModelBundle(unet=unet, vae=vae, text_encoder=text, tokenizer=default_tokenizer(),
+                       schedule=make_schedule(set_alpha_to_one=True), source="random")
+
+
+def train_section(args, unet, parts):
+    from jaxvid.models.temporal import TemporalConfig
+    from jaxvid.sharding import make_mesh
+    from jaxvid.training.objective import ObjectiveConfig
+    from jaxvid.training.optim import OptimConfig
+    from jaxvid.training.trainer import Trainer
+
+    vae, _, text = parts
+    frames = args.train_frames
+    tr = Trainer(unet, vae, text, bundle_for(args, unet, vae, text).tokenizer, bundle_for(args, unet, vae, text).schedule,
+                 temporal=TemporalConfig(), objective=ObjectiveConfig(clip_frames=min(8, frames), remat="frame"),
+                 optim=OptimConfig(), total_steps=100, mesh=make_mesh({"data": -1}))
+    rng = np.random.default_rng(0)
+    batch = {"video": rng.integers(0, 255, (1, frames, args.size, args.size, 3), dtype=np.uint8),
+             "ids": np.tile(np.asarray(tr.uncond_ids), (1, 1))}
+    state = tr.init(0)
+    shard = tr.batch_shardings()
+    gb = {k: jax.make_array_from_process_local_data(shard[k], batch[k]) for k in batch}
+    t = time.perf_counter()
+    compiled = tr._step.lower(state, tr.frozen, gb).compile()
+    compile_s = time.perf_counter() - t
+    mem = compiled.memory_analysis()
+    times = []
+    for _ in range(args.train_steps):
+        t = time.perf_counter()
+        state, m = compiled(state, tr.frozen, gb)
+        jax.block_until_ready(m["loss"])
+        times.append(time.perf_counter() - t)
+    step_ms = float(np.median(times[1:] if len(times) > 1 else times) * 1e3)
+    fl = flops_of(compiled)
+    memory = {k: getattr(mem, k) for k in ("argument_size_in_bytes", "output_size_in_bytes", "temp_size_in_bytes",
+                                           "generated_code_size_in_bytes") if mem is not None and hasattr(mem, k)}
+    return {"frames": frames, "clip_frames": min(8, frames), "batch": 1, "compile_s": compile_s, "step_ms": step_ms,
+            "frames_per_s": frames / (step_ms / 1e3), "flops": fl, "mfu": mfu(fl, step_ms), "memory": memory,
+            "loss": float(m["loss"]), "steps_timed": len(times)}
+
+
+def stream_section(args, unet, parts):
+    from jaxvid.models.temporal import TemporalConfig, temporal_unet
+    from jaxvid.pipelines.svdiff import StreamConfig, StreamEditor
+
+    _, tiny, text = parts
+    bundle = bundle_for(args, unet, tiny, text)
+    model = temporal_unet(unet, TemporalConfig())
+    frames = (np.random.default_rng(0).random((args.stream_frames, args.size, args.size, 3)) * 255).astype(np.uint8)
+    rows = []
+    for mode, batched in (("lcm", False), ("lcm", True), ("consistency", False)):
+        if rows and args.budget_left() < 60:
+            rows.append({"inversion": mode, "stream_batch": batched, "skipped": "time budget"})
+            continue
+        ed = StreamEditor(bundle, model, "a watercolor painting of a car", StreamConfig(
+            steps=3, inversion=mode, guidance=1.0, stream_batch=batched), height=args.size, width=args.size)
+        state = ed.init_state()
+        times = []
+        t0 = time.perf_counter()
+        for f in frames:
+            t = time.perf_counter()
+            out, _, state = ed.step(state, f)
+            jax.block_until_ready(out)
+            times.append(time.perf_counter() - t)
+        steady = times[2:]
+        rows.append({"inversion": mode, "stream_batch": batched, "fps": len(steady) / sum(steady),
+                     "latency_ms": float(np.median(steady) * 1e3) * (3 if batched else 1),
+                     "step_ms": float(np.median(steady) * 1e3), "first_frame_s": times[0],
+                     "total_s": time.perf_counter() - t0})
+    return {"size": args.size, "steps": 3, "guidance": "cfg", "autoencoder": "tiny", "rows": rows,
+            "note": "latency with stream batch = step time x 3 (a frame leaves 2 calls after it arrives)"}
+
+
+def fve_section(args, unet, parts):
+    from jaxvid.pipelines.fastvideoedit import FastVideoEditConfig, FastVideoEditor
+
+    vae, _, text = parts
+    ed = FastVideoEditor(bundle_for(args, unet, vae, text), FastVideoEditConfig(steps=args.fve_steps))
+    frames = (np.random.default_rng(0).random((args.fve_frames, args.size, args.size, 3)) * 255).astype(np.uint8)
+    runs = []
+    for _ in range(2):
+        r = ed.edit(frames, "a red car on a road", "a blue car on a road")
+        runs.append(r.timings)
+    return {"frames": args.fve_frames, "size": args.size, "steps": args.fve_steps, "first_run": runs[0],
+            "second_run": runs[1], "seconds_per_clip": sum(runs[1].values())}
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--out", type=Path, default=Path("outputs/bench/gpu_suite.json"))
+    ap.add_argument("--budget", type=float, default=450.0, help="seconds for the whole run")
+    ap.add_argument("--smoke", action="store_true", help="tiny shapes: check the script on any backend")
+    ap.add_argument("--sections", nargs="+", default=["unet", "train", "stream", "fastvideoedit"])
+    args = ap.parse_args()
+    import torch
+
+    args.device = "cuda" if torch.cuda.is_available() else "cpu"
+    smoke = args.smoke
+    args.preset = "tiny" if smoke else "sd15"
+    args.size = 128 if smoke else 512
+    args.batches = [1, 2] if smoke else [1, 8]
+    args.torch_compile = not smoke
+    args.train_frames, args.train_steps = (8, 2) if smoke else (64, 3)
+    args.stream_frames = 6 if smoke else 24
+    args.fve_frames, args.fve_steps = (8, 2) if smoke else (32, 15)
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    suite = Suite(args.out, args.budget)
+    args.budget_left = suite.left
+
+    from experiments.common import torch_unet_pair
+
+    t = time.perf_counter()
+    cfg = dict(get_config(args.preset).unet)
+    ref, ours = torch_unet_pair(cfg, "bfloat16", args.device, attention_kernel="xla")
+    from flax import nnx
+
+    state = nnx.state(ours)  # the kernel is in the graph definition: one per kernel, same arrays
+    kernels = {k: (nnx.graphdef(_with_kernel(ours, k)), state) for k in ("xla", "cudnn", "blocked")}
+    suite.result["setup_s"] = time.perf_counter() - t
+    default_kernel = "cudnn" if jax.default_backend() == "gpu" else "blocked"
+    unet = nnx.merge(kernels[default_kernel][0], state)
+    parts = random_parts(args, jnp.bfloat16)
+    for name in args.sections:
+        fn = {"unet": lambda: unet_section(args, (ref, kernels)),
+              "train": lambda: train_section(args, unet, parts),
+              "stream": lambda: stream_section(args, unet, parts),
+              "fastvideoedit": lambda: fve_section(args, unet, parts)}[name]
+        suite.run(name, fn, need_s={"unet": 60, "train": 90, "stream": 60, "fastvideoedit": 60}[name])
+    suite.result["total_s"] = time.perf_counter() - suite.t0
+    args.out.write_text(json.dumps(suite.result, indent=2, default=float))
+    print(f"wrote {args.out} in {suite.result['total_s']:.0f}s")
+
+
+def _with_kernel(unet, kernel: str):
+    """The same UNet (same arrays) built with another attention kernel."""
+    import dataclasses
+
+
+    from jaxvid.models.build import abstract_model
+    from jaxvid.models.unet import UNet2DConditionModel
+
+    cfg = dataclasses.replace(unet.config, attention_kernel=kernel)
+    return abstract_model(lambda r: UNet2DConditionModel(cfg, rngs=r, dtype=unet.dtype, param_dtype=unet.dtype))
+
+
+if __name__ == "__main__":
+    main()
