@@ -148,10 +148,11 @@ def cudnn_attention(q, k, v, *, scale, mask=None, upcast=False):
 def auto_attention(q, k, v, *, scale, mask=None, upcast=False):
     """The fastest kernel measured for the backend: ``blocked`` on CPU (2-5x the explicit kernel
     at 1-4k tokens, see docs/benchmarks.md); on GPUs ``cudnn`` for half-precision inputs without a
-    mask, else ``xla`` (cuDNN's fused attention takes no float32)."""
+    mask and head dims cuDNN supports (<= 256, multiples of 8), else ``xla``."""
     if jax.default_backend() == "cpu":
         return blocked_attention(q, k, v, scale=scale, mask=mask, upcast=upcast)
-    if jax.default_backend() == "gpu" and q.dtype in (jnp.bfloat16, jnp.float16) and mask is None:
+    if (jax.default_backend() == "gpu" and q.dtype in (jnp.bfloat16, jnp.float16) and mask is None
+            and q.shape[-1] <= 256 and q.shape[-1] % 8 == 0):  # cuDNN's limits (the SD VAE has one 512-wide head)
         return cudnn_attention(q, k, v, scale=scale, mask=mask, upcast=upcast)
     return xla_attention(q, k, v, scale=scale, mask=mask, upcast=upcast)
 
