@@ -152,7 +152,9 @@ def auto_attention(q, k, v, *, scale, mask=None, upcast=False):
     if jax.default_backend() == "cpu":
         return blocked_attention(q, k, v, scale=scale, mask=mask, upcast=upcast)
     if (jax.default_backend() == "gpu" and q.dtype in (jnp.bfloat16, jnp.float16) and mask is None
-            and q.shape[-1] <= 256 and q.shape[-1] % 8 == 0):  # cuDNN's limits (the SD VAE has one 512-wide head)
+            and q.shape[-1] <= 256 and q.shape[-1] % 8 == 0 and k.shape[1] % 64 == 0):
+        # cuDNN's limits: head dims (the SD VAE has one 512-wide head) and, for its backward pass,
+        # key lengths in multiples of 64 (the text's 77 tokens are not)
         return cudnn_attention(q, k, v, scale=scale, mask=mask, upcast=upcast)
     return xla_attention(q, k, v, scale=scale, mask=mask, upcast=upcast)
 
