@@ -83,3 +83,14 @@ def test_auto_kernel_is_blocked_on_cpu_and_bf16_keeps_dtype():
             get_attention_kernel("blocked")(q, q, q, scale=0.3), np.float32))
     ref = _ref(q.astype(jnp.float32), q.astype(jnp.float32), q.astype(jnp.float32), 0.3)
     assert np.abs(np.asarray(auto_attention(q, q, q, scale=0.3, upcast=True), np.float32) - ref).max() < 3e-2
+
+
+def test_auto_sends_to_cudnn_only_what_cudnn_supports():
+    from jaxvid.models.attention import cudnn_supports
+
+    x = lambda length, dim, dtype=jnp.bfloat16: jax.ShapeDtypeStruct((1, length, 8, dim), dtype)  # noqa: E731
+    assert cudnn_supports(x(4096, 40), x(4096, 40), None)
+    assert not cudnn_supports(x(4096, 40), x(77, 40), None)  # text cross-attention: no cuDNN backward
+    assert not cudnn_supports(x(4096, 512), x(4096, 512), None)  # the SD VAE's single wide head
+    assert not cudnn_supports(x(4096, 40, jnp.float32), x(4096, 40, jnp.float32), None)
+    assert not cudnn_supports(x(4096, 40), x(4096, 40), jnp.ones((1, 1, 1, 4096), bool))

@@ -144,17 +144,22 @@ def cudnn_attention(q, k, v, *, scale, mask=None, upcast=False):
     return jax.nn.dot_product_attention(q, k, v, scale=scale, mask=mask, implementation="cudnn")
 
 
+def cudnn_supports(q: jax.Array, k: jax.Array, mask: jax.Array | None) -> bool:
+    """Whether cuDNN's fused attention (forward and backward) takes these inputs: half precision,
+    no mask, head dim <= 256 and a multiple of 8 (the SD VAE has one 512-wide head), key length a
+    multiple of 64 (its backward refuses the text's 77 keys; seen on an H200)."""
+    return (q.dtype in (jnp.bfloat16, jnp.float16) and mask is None and q.shape[-1] <= 256
+            and q.shape[-1] % 8 == 0 and k.shape[1] % 64 == 0)
+
+
 @register_attention_kernel("auto")
 def auto_attention(q, k, v, *, scale, mask=None, upcast=False):
     """The fastest kernel measured for the backend: ``blocked`` on CPU (2-5x the explicit kernel
-    at 1-4k tokens, see docs/benchmarks.md); on GPUs ``cudnn`` for half-precision inputs without a
-    mask and head dims cuDNN supports (<= 256, multiples of 8), else ``xla``."""
+    at 1-4k tokens, see docs/benchmarks.md); on GPUs ``cudnn`` where :func:`cudnn_supports` the
+    inputs, else ``xla``."""
     if jax.default_backend() == "cpu":
         return blocked_attention(q, k, v, scale=scale, mask=mask, upcast=upcast)
-    if (jax.default_backend() == "gpu" and q.dtype in (jnp.bfloat16, jnp.float16) and mask is None
-            and q.shape[-1] <= 256 and q.shape[-1] % 8 == 0 and k.shape[1] % 64 == 0):
-        # cuDNN's limits: head dims (the SD VAE has one 512-wide head) and, for its backward pass,
-        # key lengths in multiples of 64 (the text's 77 tokens are not)
+    if jax.default_backend() == "gpu" and cudnn_supports(q, k, mask):
         return cudnn_attention(q, k, v, scale=scale, mask=mask, upcast=upcast)
     return xla_attention(q, k, v, scale=scale, mask=mask, upcast=upcast)
 
