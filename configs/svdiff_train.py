@@ -34,7 +34,7 @@ import ml_collections
 
 from jaxvid.data.pipeline import DataConfig
 from jaxvid.models.temporal import TemporalConfig
-from jaxvid.training.objective import ObjectiveConfig
+from jaxvid.training.tasks.svdiff import ObjectiveConfig
 from jaxvid.training.optim import OptimConfig
 
 
@@ -44,6 +44,7 @@ def _dict(obj) -> ml_collections.ConfigDict:
 
 def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
     c = ml_collections.ConfigDict()
+    c.task = "svdiff"
     c.model = ml_collections.ConfigDict(dict(
         path=None,  # diffusers folder; None: the built-in model (preset below)
         preset="tiny",  # configs/models.py preset of the built-in model when path is None

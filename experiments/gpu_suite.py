@@ -180,18 +180,18 @@ def bundle_for(args, unet, vae, text):
 def train_section(args, unet, parts):
     from jaxvid.models.temporal import TemporalConfig
     from jaxvid.sharding import make_mesh
-    from jaxvid.training.objective import ObjectiveConfig
     from jaxvid.training.optim import OptimConfig
+    from jaxvid.training.tasks.svdiff import ObjectiveConfig, SVDiffTask
     from jaxvid.training.trainer import Trainer
 
     vae, _, text = parts
     frames = args.train_frames
-    tr = Trainer(unet, vae, text, bundle_for(args, unet, vae, text).tokenizer, bundle_for(args, unet, vae, text).schedule,
-                 temporal=TemporalConfig(), objective=ObjectiveConfig(clip_frames=min(8, frames), remat="frame"),
-                 optim=OptimConfig(), total_steps=100, mesh=make_mesh({"data": -1}))
+    task = SVDiffTask(bundle_for(args, unet, vae, text), temporal=TemporalConfig(),
+                      objective=ObjectiveConfig(clip_frames=min(8, frames), remat="frame"))
+    tr = Trainer(task, optim=OptimConfig(), total_steps=100, mesh=make_mesh({"data": -1}))
     rng = np.random.default_rng(0)
     batch = {"video": rng.integers(0, 255, (1, frames, args.size, args.size, 3), dtype=np.uint8),
-             "ids": np.tile(np.asarray(tr.uncond_ids), (1, 1))}
+             "ids": np.tile(np.asarray(task.uncond_ids), (1, 1))}
     state = tr.init(0)
     shard = tr.batch_shardings()
     gb = {k: jax.make_array_from_process_local_data(shard[k], batch[k]) for k in batch}

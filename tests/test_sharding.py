@@ -20,8 +20,8 @@ SCRIPT = textwrap.dedent("""
     from jaxvid.models.temporal import TemporalConfig
     from jaxvid.pipelines.default import random_bundle
     from jaxvid.sharding import make_mesh, placer
-    from jaxvid.training.objective import ObjectiveConfig
     from jaxvid.training.optim import OptimConfig
+    from jaxvid.training.tasks.svdiff import ObjectiveConfig, SVDiffTask
     from jaxvid.training.trainer import Trainer
 
     assert len(jax.devices()) == 8
@@ -33,10 +33,9 @@ SCRIPT = textwrap.dedent("""
         shape = {"single": (1, 1, 1), "data": (8, 1, 1), "fsdp": (1, 8, 1), "data_fsdp": (2, 4, 1)}[name]
         devices = jax.devices()[:1] if name == "single" else jax.devices()
         mesh = make_mesh(shape, devices)
-        tr = Trainer(bundle.unet, bundle.vae, bundle.text_encoder, bundle.tokenizer, bundle.schedule,
-                     temporal=TemporalConfig(memory_hw=(2, 2)), objective=ObjectiveConfig(clip_frames=2),
-                     optim=OptimConfig(learning_rate=1e-2, eps=1.0), total_steps=10, mesh=mesh)
-        batch["ids"] = np.tile(np.asarray(tr.uncond_ids), (8, 1))
+        task = SVDiffTask(bundle, temporal=TemporalConfig(memory_hw=(2, 2)), objective=ObjectiveConfig(clip_frames=2))
+        tr = Trainer(task, optim=OptimConfig(learning_rate=1e-2, eps=1.0), total_steps=10, mesh=mesh)
+        batch["ids"] = np.tile(np.asarray(task.uncond_ids), (8, 1))
         state, losses = tr.init(0), []
         for _ in range(2):
             state, m = tr.step(state, batch)

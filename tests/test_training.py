@@ -19,7 +19,7 @@ from jaxvid.pipelines.default import random_bundle
 from jaxvid.schedulers.schedule import add_noise
 from jaxvid.sharding import make_mesh
 from jaxvid.training import trainer as trainer_lib
-from jaxvid.training.objective import ObjectiveConfig, loss_and_grads
+from jaxvid.training.tasks.svdiff import ObjectiveConfig, SVDiffTask
 from jaxvid.training.optim import OptimConfig
 from jaxvid.training.trainer import Trainer
 
@@ -32,14 +32,14 @@ def micro():
 
 
 def make_trainer(bundle, **objective):
-    return Trainer(bundle.unet, bundle.vae, bundle.text_encoder, bundle.tokenizer, bundle.schedule,
-                   temporal=TemporalConfig(memory_hw=(2, 2)), objective=ObjectiveConfig(clip_frames=2, **objective),
-                   optim=OptimConfig(learning_rate=1e-2, weight_decay=0.0), total_steps=100, mesh=make_mesh({"data": -1}))
+    task = SVDiffTask(bundle, temporal=TemporalConfig(memory_hw=(2, 2)), objective=ObjectiveConfig(clip_frames=2, **objective))
+    return Trainer(task, optim=OptimConfig(learning_rate=1e-2, weight_decay=0.0), total_steps=100,
+                   mesh=make_mesh({"data": -1}))
 
 
 def batch(trainer, b=2, n=4, seed=0):
     rng = np.random.default_rng(seed)
-    ids = np.tile(np.asarray(trainer.uncond_ids), (b, 1))
+    ids = np.tile(np.asarray(trainer.task.uncond_ids), (b, 1))
     ids[:, 1] = 320 + np.arange(b)  # a word per video, so captions differ
     return {"video": rng.integers(0, 255, (b, n, 16, 16, 3), dtype=np.uint8), "ids": ids}
 
@@ -80,7 +80,7 @@ def reference(trainable, frozen, data, key, tr, *, stop: bool):
     loss differentiated once (``stop``: the state entering each clip is a constant)."""
     from jaxvid.pipelines.autoencode import encode_latents
 
-    g, s, cfg = tr.graphs, tr.schedule, tr.objective
+    g, s, cfg = tr.task.graphs, tr.task.bundle.schedule, tr.task.objective
     video, ids = data["video"], data["ids"]
     B, N = video.shape[:2]
     L = cfg.clip_frames
@@ -88,7 +88,7 @@ def reference(trainable, frozen, data, key, tr, *, stop: bool):
     k_t, k_drop, k_clips = jax.random.split(key, 3)
     t = jax.random.randint(k_t, (B,), 0, s.num_train_timesteps)
     drop = jax.random.uniform(k_drop, (B,)) < cfg.caption_dropout
-    text = nnx.merge(g.text, frozen[2])(jnp.where(drop[:, None], tr.uncond_ids[None], ids)).last_hidden_state
+    text = nnx.merge(g.text, frozen[2])(jnp.where(drop[:, None], tr.task.uncond_ids[None], ids)).last_hidden_state
     vae = nnx.merge(g.vae, frozen[1])
 
     def total(params):
@@ -117,8 +117,7 @@ def test_scan_objective_equals_plain_loops_and_no_gradient_crosses_a_clip(traine
     params, data, key = trained["init"], batch(tr, n=4), jax.random.key(3)
     params = jax.tree.map(lambda a: a + 0.05 * np.random.default_rng(0).standard_normal(a.shape, np.float32), params)
     frozen = tr.frozen
-    ours = jax.jit(lambda p, d: loss_and_grads(p, frozen, d, key, graphs=tr.graphs, schedule=tr.schedule,
-                                               uncond_ids=tr.uncond_ids, cfg=tr.objective))(params, data)
+    ours = jax.jit(lambda p, d: tr.task.loss_and_grads(p, frozen, d, key)[:2])(params, data)
     ref = jax.jit(lambda p, d: (reference(p, frozen, d, key, tr, stop=True),
                                 reference(p, frozen, d, key, tr, stop=False)))(params, data)
     (ref_loss, ref_grads), (_, leak_grads) = ref
@@ -139,8 +138,7 @@ def test_remat_changes_memory_not_results(trained, micro):
 
     def run(remat):
         t = make_trainer(micro, remat=remat) if remat != "none" else tr
-        return jax.jit(lambda p: loss_and_grads(p, frozen, data, key, graphs=t.graphs, schedule=t.schedule,
-                                                uncond_ids=t.uncond_ids, cfg=t.objective))(params)
+        return jax.jit(lambda p: t.task.loss_and_grads(p, frozen, data, key)[:2])(params)
 
     base, blocked = run("none"), run("block")
     np.testing.assert_allclose(float(base[0]), float(blocked[0]), rtol=1e-6)
@@ -153,8 +151,7 @@ def test_remat_per_frame(trained, micro):
     tr = trained["trainer"]
     data, key, frozen = batch(tr), jax.random.key(1), tr.frozen
     params = jax.tree.map(lambda a: a + 0.05, trained["init"])
-    outs = [jax.jit(lambda p, t=t: loss_and_grads(p, frozen, data, key, graphs=t.graphs, schedule=t.schedule,
-                                                  uncond_ids=t.uncond_ids, cfg=t.objective))(params)
+    outs = [jax.jit(lambda p, t=t: t.task.loss_and_grads(p, frozen, data, key)[:2])(params)
             for t in (tr, make_trainer(micro, remat="frame"))]
     for a, b in zip(jax.tree.leaves(outs[0]), jax.tree.leaves(outs[1]), strict=True):
         np.testing.assert_allclose(np.asarray(a), np.asarray(b), rtol=1e-4, atol=1e-7)
@@ -193,7 +190,7 @@ def test_kill_and_resume_is_bit_identical_and_the_memory_loads_into_stream(tmp_p
     from jaxvid.data.video import read_video, write_video
 
     src = write_video(tmp_path / "in.mp4", np.random.default_rng(0).integers(0, 255, (3, 16, 16, 3), dtype=np.uint8))
-    memory = tmp_path / "resumed" / "temporal"
+    memory = tmp_path / "resumed" / "export"
     outs = []
     for extra in ([], ["--memory", str(memory)]):
         out = tmp_path / f"s{len(extra)}.mp4"

@@ -1,4 +1,5 @@
-"""``jaxvid train``: train SVDiff's temporal modules (the base model stays frozen); resumable."""
+"""``jaxvid train``: a resumable training run of any task (``config.task``): SVDiff's temporal
+modules on a frozen base model, or one stage of the toy-world model (vae, t2i, lcm)."""
 
 from __future__ import annotations
 
@@ -16,7 +17,7 @@ EXAMPLES = """examples:
 
 
 def add_parser(sub) -> None:
-    t = sub.add_parser("train", help="train SVDiff's memory (or a baseline temporal module) on videos",
+    t = sub.add_parser("train", help="train SVDiff's memory (or a baseline), or a toy-world model stage",
                        description=describe(__doc__, EXAMPLES), formatter_class=HelpFormatter)
     t.add_argument("--config", required=True, help="config file and argument, e.g. configs/svdiff_train.py:tiny")
     t.add_argument("--workdir", type=Path, required=True, help="checkpoints, metrics, samples and the exported modules")
@@ -37,5 +38,5 @@ def run(args: argparse.Namespace) -> int:
     except NonFiniteError as e:
         console.print(f"[red]error:[/] {e}")
         return 3
-    console.print(f"trained modules in {out} (use: jaxvid stream ... --memory {out})")
+    console.print(f"exported the trained result to {out}")
     return 0

@@ -138,3 +138,73 @@ def loss_and_grads(trainable, frozen, batch: dict, key: jax.Array, *, graphs: Gr
     )
     grads = jax.tree.map(lambda g: g / K, gsum)
     return losses.mean(), grads, {"per_video_loss": per_video.mean(axis=0), "state_rms": state_rms(state)}
+
+
+class SVDiffTask:
+    """Train the temporal modules of a frozen base model (SVDiff's memory or a baseline)."""
+
+    name = "svdiff"
+
+    def __init__(self, bundle, *, temporal: TemporalConfig, objective: ObjectiveConfig,
+                 param_dtype=jnp.float32, sample_prompt: str = "", sample_steps: int = 3, seed: int = 0):
+        from jaxvid.models.build import HostRngs
+        from jaxvid.models.temporal import make_temporal_modules
+        from jaxvid.text import tokenize
+
+        self.bundle, self.objective, self.temporal = bundle, objective, temporal
+        self.sample_prompt, self.sample_steps, self.seed = sample_prompt, sample_steps, seed
+        unet = bundle.unet
+
+        def modules(rngs):
+            return make_temporal_modules(unet, temporal, rngs=rngs, dtype=unet.dtype, param_dtype=param_dtype)
+
+        self._modules = modules
+        self._host_rngs = HostRngs
+        temporal_graph = nnx.graphdef(nnx.eval_shape(lambda: modules(HostRngs(0))))
+        unet_graph, unet_state = nnx.split(unet)
+        vae_graph, vae_state = nnx.split(bundle.vae)
+        text_graph, text_state = nnx.split(bundle.text_encoder)
+        self.graphs = Graphs(unet_graph, temporal_graph, temporal, vae_graph, text_graph)
+        self.frozen = (unet_state.to_pure_dict(), vae_state.to_pure_dict(), text_state.to_pure_dict())
+        self.uncond_ids = jnp.asarray(
+            tokenize(bundle.tokenizer, "", max_length=bundle.text_encoder.config.max_position_embeddings)[0])
+
+    def init_params(self, key_data: jax.Array):
+        return nnx.state(self._modules(self._host_rngs(jax.random.wrap_key_data(key_data)))).to_pure_dict()
+
+    def loss_and_grads(self, params, frozen, batch, key):
+        loss, grads, aux = loss_and_grads(params, frozen, batch, key, graphs=self.graphs,
+                                          schedule=self.bundle.schedule, uncond_ids=self.uncond_ids,
+                                          cfg=self.objective)
+        return loss, grads, {"state_rms": aux["state_rms"]}
+
+    def model(self, params) -> TemporalUNet:
+        return self.graphs.model(self.frozen[0], params)
+
+    def export(self, params, path):
+        from jaxvid.weights.temporal import save_temporal
+
+        return save_temporal(self.model(params), path)
+
+    def sample(self, params, frames: int):
+        """A streamed edit of a held-out toy-world clip (longer than the training videos):
+        the PNG strip (source over edited) and the temporal state's RMS per site after it."""
+        import numpy as np
+
+        from jaxvid.data.toyworld import ToyWorld
+        from jaxvid.pipelines.svdiff import StreamConfig, StreamEditor
+
+        f = self.bundle.vae_scale * self.bundle.unet.config.downsample_factor
+        size = max(f, (self.bundle.unet.config.sample_size or 8) * self.bundle.vae_scale)
+        clip = ToyWorld(seed=self.seed + 10_007, frames=frames, size=size)[0]
+        editor = StreamEditor(self.bundle, self.model(params), self.sample_prompt or clip["caption"],
+                              StreamConfig(steps=self.sample_steps, inversion="noise"), height=size, width=size)
+        state, outs = editor.init_state(), []
+        for frame in clip["video"]:
+            out, _, state = editor.step(state, frame)
+            outs.append(np.asarray(out))
+        idx = np.linspace(0, len(outs) - 1, 8).round().astype(int)
+        strip = np.concatenate([np.concatenate(list(clip["video"][idx]), 1),
+                                np.concatenate([outs[i] for i in idx], 1)])
+        rms = np.asarray(state_rms(tuple(jax.tree.map(lambda a: a[:, 0], s) for s in state.temporal)))
+        return strip, {"sample_state_rms": rms}

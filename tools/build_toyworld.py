@@ -1,0 +1,97 @@
+"""Train the toy-world model from scratch and assemble it as jaxvid's built-in default model.
+
+    python tools/build_toyworld.py            # or: make toyworld
+    python tools/build_toyworld.py --stages t2i lcm --runs runs/toyworld
+
+Runs the stages of ``configs/toyworld.py`` in order (vae -> t2i -> lcm -> svdiff memory -> the
+baseline temporal modules), each a resumable ``jaxvid train`` run in ``--runs``; a finished stage
+is skipped, an interrupted one resumes. Then writes ``jaxvid/assets/toyworld/``: the diffusers
+model folder in fp16 (``model_index.json``, unet, vae, text_encoder, tokenizer, scheduler), the
+LCM-LoRA (``lcm_lora/``) and the trained temporal modules (``temporal/<kind>/``). Each stage's
+wall time and final metrics go to ``<runs>/summary.json`` (docs/toyworld.md reports them).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import shutil
+import sys
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+STAGES = ("vae", "t2i", "lcm", "svdiff", "svdiff,window", "svdiff,shift", "svdiff,sliding", "svdiff,linear")
+ASSET = Path(__file__).resolve().parent.parent / "jaxvid" / "assets" / "toyworld"
+
+
+def stage_dir(runs: Path, stage: str) -> Path:
+    name = stage.replace("svdiff,", "") if stage.startswith("svdiff,") else stage
+    return runs / name
+
+
+def run_stage(stage: str, runs: Path, overrides: list[str]) -> dict:
+    from configs.toyworld import get_config
+    from jaxvid.overrides import apply_overrides
+    from jaxvid.training.logger import read_metrics
+    from jaxvid.training.loop import train
+
+    cfg = get_config(stage)
+    for key in ("vae_path",):
+        if key in cfg:
+            cfg[key] = str(runs / "vae" / "export")
+    if "model" in cfg:
+        cfg.model.path = str(runs / "t2i" / "export")
+        if cfg.model.get("lora"):
+            cfg.model.lora = str(runs / "lcm" / "export")
+    apply_overrides(cfg, overrides)
+    workdir = stage_dir(runs, stage)
+    t0 = time.time()
+    train(cfg, workdir)
+    rows = [r for r in read_metrics(workdir) if "loss" in r]
+    return {"stage": stage, "steps": cfg.steps, "wall_s_this_run": time.time() - t0,
+            "first_loss": rows[0]["loss"] if rows else None, "final_loss": rows[-1]["loss"] if rows else None}
+
+
+def assemble(runs: Path) -> Path:
+    """The built-in model folder (fp16) from the stage exports."""
+    import numpy as np
+
+    from jaxvid.pipelines.bundle import load_pipeline, save_pipeline
+
+    if ASSET.exists():
+        shutil.rmtree(ASSET)
+    save_pipeline(load_pipeline(runs / "t2i" / "export"), ASSET, dtype=np.float16)
+    shutil.copytree(runs / "lcm" / "export", ASSET / "lcm_lora")
+    for stage in STAGES[3:]:
+        src = stage_dir(runs, stage) / "export"
+        if src.exists():
+            kind = json.loads((src / "temporal_config.json").read_text())["kind"]
+            shutil.copytree(src, ASSET / "temporal" / kind)
+    return ASSET
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--runs", type=Path, default=Path("runs/toyworld"))
+    ap.add_argument("--stages", nargs="+", default=list(STAGES), help=f"subset of {STAGES}")
+    ap.add_argument("--no-assemble", action="store_true", help="train only")
+    ap.add_argument("--set", action="append", default=[], help="override for every stage, e.g. steps=10")
+    args = ap.parse_args()
+    summary_path = args.runs / "summary.json"
+    summary = json.loads(summary_path.read_text()) if summary_path.exists() else {}
+    for stage in args.stages:
+        print(f"== stage {stage}", flush=True)
+        result = run_stage(stage, args.runs, args.set)
+        prev = summary.get(stage, {})
+        result["wall_s"] = prev.get("wall_s", 0.0) + result.pop("wall_s_this_run")
+        summary[stage] = result
+        summary_path.parent.mkdir(parents=True, exist_ok=True)
+        summary_path.write_text(json.dumps(summary, indent=2))
+    if not args.no_assemble:
+        print(f"assembled {assemble(args.runs)}")
+
+
+if __name__ == "__main__":
+    main()
