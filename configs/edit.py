@@ -7,7 +7,9 @@
 Arguments: ``attribute`` (colour/material of an object), ``object`` (swap the object),
 ``background`` (change the scene behind), ``style`` (whole-frame restyle: no latent blending).
 Append ``,tiny`` for the built-in model (its size, 8 frames, 4 steps, blend mask from its 8x8
-attention level). The defaults of every knob live in one place,
+attention level), ``,released`` for the authors' released code (its profile, per-frame noise,
+CFG pairs, negative prompt and ``mask_replace`` convention: blending from step index 8, i.e.
+step 9; it needs ``edit.change_words``). The defaults of every knob live in one place,
 :class:`jaxvid.pipelines.fastvideoedit.FastVideoEditConfig` (the released code's values: 15 LCM
 steps, target guidance 2, source guidance 1, 8 frames per chunk, TokenFlow with one keyframe per
 8 frames); a preset only states where it differs. 32 frames at 512x512 are read by default.
@@ -19,7 +21,7 @@ import dataclasses
 
 import ml_collections
 
-from jaxvid.pipelines.fastvideoedit import FastVideoEditConfig
+from jaxvid.pipelines.fastvideoedit import RELEASED_SETTINGS, FastVideoEditConfig
 
 PRESETS = {
     "attribute": dict(self_fraction=0.6, cross_fraction=0.7, blend_threshold=0.3, blend_start_step=8, replace_scale=1.0),
@@ -39,6 +41,10 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
     c.stride = 1  # take every stride-th input frame
     c.size = (512, 512)  # (height, width) in pixels
     c.edit = ml_collections.ConfigDict(dataclasses.asdict(FastVideoEditConfig(**PRESETS[name])))
+    if "released" in mods:
+        c.edit.update(RELEASED_SETTINGS)
+        if c.edit.blend_start_step is not None:
+            c.edit.blend_start_step = 9  # the code's mask_replace = 8 (0-based), as in its teaser configs
     if "tiny" in mods:
         c.frames, c.size = 8, (128, 128)
         c.edit.steps = 4

@@ -113,7 +113,7 @@ def test_bad_prompts(bundle, z0):
     with pytest.raises(PromptTooLongError):
         ed.edit_latents(z0, SRC, " ".join(["green circle"] * 50))
     with pytest.raises(ValueError, match="do not occur"):
-        ed.edit_latents(z0, SRC, TGT, blend_words=["purple"])
+        FastVideoEditor(bundle, dataclasses.replace(BASE, blend_words=("purple",))).edit_latents(z0, SRC, TGT)
 
 
 def test_fully_distilled_lcm(z0):
@@ -129,3 +129,56 @@ def test_fully_distilled_lcm(z0):
     assert float(np.max(np.abs(np.asarray(trace.x0_edit) - np.asarray(z0)[None]))) <= 1e-5
     out, _ = run(lcm, z0, dataclasses.replace(BASE, target_guidance=4.0))
     assert np.isfinite(np.asarray(out)).all()
+
+
+def test_guidance_modes_compute_what_they_claim(bundle, z0):
+    from configs.models import get_config
+
+    layouts = {}
+    c = get_config("tiny")
+    c.unet.time_cond_proj_dim = 32
+    distilled = random_bundle(c)
+    for name, b in (("sd", bundle), ("lcm", distilled)):
+        for mode in ("auto", "cfg", "embedding", "none"):
+            try:
+                layouts[name, mode] = FastVideoEditor(b, dataclasses.replace(BASE, guidance_mode=mode)).guidance_layout()
+            except ValueError as e:
+                layouts[name, mode] = str(e)
+    assert layouts["sd", "auto"] == (2, None) and layouts["sd", "none"] == (1, None)
+    assert "time_cond_proj_dim" in layouts["sd", "embedding"]
+    assert layouts["lcm", "auto"] == (1, 32) == layouts["lcm", "embedding"]
+    assert layouts["lcm", "cfg"] == (2, None)  # the released setup: CFG pairs on LCM_Dreamshaper_v7
+    assert FastVideoEditor(bundle, dataclasses.replace(BASE, source_guidance=1.0, target_guidance=1.0)
+                           ).guidance_layout() == (1, None)  # auto: both scales 1 -> no pairs
+    # with guidance 1 the CFG mix u + 1 (c - u) is the conditional prediction: cfg == none
+    one = dataclasses.replace(BASE, source_guidance=1.0, target_guidance=1.0, tokenflow=False, blend_start_step=None)
+    a, _ = run(bundle, z0, dataclasses.replace(one, guidance_mode="cfg"))
+    b, _ = run(bundle, z0, dataclasses.replace(one, guidance_mode="none"))
+    # measured 1e-6 on values up to ~20 (u + (c - u) rounds differently from c)
+    assert np.abs(np.asarray(a) - np.asarray(b)).max() <= 1e-4
+
+
+@pytest.mark.parametrize("size", [(64, 96), (96, 160)])
+def test_non_square_frames_edit_and_blend(bundle, size):
+    """Non-square latents: the mask comes from the explicit rows x cols grid (a square-root guess
+    crashed on 512x640 and scrambled 576x1024)."""
+    h, w = size[0] // 8, size[1] // 8
+    z = jax.random.normal(jax.random.key(4), (2, h, w, 4))
+    cfg = dataclasses.replace(BASE, chunk_frames=2, keyframe_interval=2, blend_start_step=2, tokenflow=False)
+    out, trace = run(bundle, z, cfg)
+    assert out.shape == z.shape and trace.mask.shape == (4, 2, h, w, 1)
+    on = np.asarray(trace.mask[1:])
+    assert 0 < on.mean() < 1
+
+
+def test_released_profile_runs_with_its_own_mask(bundle, z0):
+    # a random model's attention is nearly flat: after each frame's max-normalisation only a high
+    # threshold splits it
+    cfg = FastVideoEditConfig.released(**{**BASE.__dict__, "profile": "released", "shared_noise": False,
+                                          "change_words": ("red circle",), "blend_threshold": 0.97})
+    out, trace = run(bundle, z0, cfg)
+    mask = np.asarray(trace.mask)
+    assert mask[:2].max() == 0 and 0 < mask[2:].mean() < 1  # from step 3 (index 2) on
+    ze, zs = np.asarray(trace.z_edit[2:]), np.asarray(trace.z_src[2:])
+    outside = np.broadcast_to(mask[2:] == 0, ze.shape)
+    np.testing.assert_array_equal(ze[outside], zs[outside])  # outside: the re-noised source, by construction

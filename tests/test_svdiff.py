@@ -232,3 +232,181 @@ def test_bfloat16_edit_and_stream_keep_shapes_and_dtypes():
     for f in frames(3):
         _, _, state = ed.step(state, f)
     assert jax.tree.map(lambda a: (a.shape, a.dtype), state) == spec
+
+
+# ---- module-level references ----------------------------------------------------------------
+
+def _layer_norm(x, scale, bias, eps=1e-5):
+    mu = x.mean(-1, keepdims=True)
+    var = ((x - mu) ** 2).mean(-1, keepdims=True)
+    return (x - mu) / np.sqrt(var + eps) * scale + bias
+
+
+def _mha(x, ctx, attn, heads, mask=None):
+    """Multi-head attention written from the definition (NumPy float64), diffusers layout."""
+    p = {k: np.asarray(getattr(attn, k).kernel[...], np.float64) for k in ("to_q", "to_k", "to_v")}
+    b = {k: np.asarray(getattr(attn, k).bias[...], np.float64) for k in ("to_q", "to_k", "to_v")}
+    q, k, v = x @ p["to_q"] + b["to_q"], ctx @ p["to_k"] + b["to_k"], ctx @ p["to_v"] + b["to_v"]
+    B, N, C = q.shape
+    d = C // heads
+    q, k, v = (a.reshape(B, a.shape[1], heads, d).transpose(0, 2, 1, 3) for a in (q, k, v))
+    s = q @ k.transpose(0, 1, 3, 2) / np.sqrt(d)
+    if mask is not None:
+        s = np.where(mask, s, -np.inf)
+    w = np.exp(s - s.max(-1, keepdims=True))
+    o = (w / w.sum(-1, keepdims=True)) @ v
+    o = o.transpose(0, 2, 1, 3).reshape(B, N, C)
+    out = attn.to_out[0]
+    return o @ np.asarray(out.kernel[...], np.float64) + np.asarray(out.bias[...], np.float64)
+
+
+def _perturbed(module, seed=0, std=0.3):
+    from jaxvid.weights.convert import param_paths
+
+    k = jax.random.key(seed)
+    for var in param_paths(module).values():
+        k, sub = jax.random.split(k)
+        var.set_value(var.get_value() + std * jax.random.normal(sub, var.shape))
+    return module
+
+
+def test_memory_update_equals_eq_6_and_7_written_out():
+    from jaxvid.models.build import init_model
+    from jaxvid.models.memory import MemoryAttention
+
+    mod = _perturbed(init_model(lambda r: MemoryAttention(16, 2, memory_hw=(2, 3), rngs=r)))
+    # eq. 6: m_ij = w0 + FFN([i - h/2, j - w/2])
+    ii, jj = np.meshgrid(np.arange(2) - 1.0, np.arange(3) - 1.5, indexing="ij")
+    pos = np.stack([ii.ravel(), jj.ravel()], -1)
+    f1, f2 = mod.pos_fc1, mod.pos_fc2
+    hid = pos @ np.asarray(f1.kernel[...]) + np.asarray(f1.bias[...])
+    hid = hid / (1 + np.exp(-hid))
+    m0 = np.asarray(mod.w0[...]) + hid @ np.asarray(f2.kernel[...]) + np.asarray(f2.bias[...])
+    np.testing.assert_allclose(np.asarray(mod.initial_memory(1))[0], m0, rtol=1e-5, atol=1e-6)
+    # eq. 7: [F'; M'] = [F; M] + Attn(LN([F; M]))
+    x = np.random.default_rng(0).standard_normal((1, 5, 16))
+    cat = np.concatenate([x, m0[None]], 1)
+    h = _layer_norm(cat, np.asarray(mod.norm.scale[...]), np.asarray(mod.norm.bias[...]))
+    want = cat + _mha(h, h, mod.attn, 2)
+    got_x, got_m = mod(jnp.asarray(x, jnp.float32), jnp.asarray(m0[None], jnp.float32))
+    np.testing.assert_allclose(np.asarray(got_x), want[:, :5], rtol=1e-4, atol=1e-4)
+    np.testing.assert_allclose(np.asarray(got_m), want[:, 5:], rtol=1e-4, atol=1e-4)
+    assert got_m.dtype == jnp.float32
+
+
+@pytest.mark.parametrize("kind,length", [("window", 3), ("sliding", 4)])
+def test_window_and_sliding_see_exactly_their_history(kind, length):
+    """A frame's output depends on the last ``length`` frames (window: 3 cached + the current one
+    as keys; sliding: the current + sliding-1 cached) and on nothing older."""
+    from jaxvid.models.build import init_model
+    from jaxvid.models.temporal import TEMPORAL_MODULES, TemporalConfig
+
+    cfg = TemporalConfig(kind=kind, window=3, sliding=4)
+    mod = _perturbed(init_model(lambda r: TEMPORAL_MODULES[kind](cfg, 8, 2, kw=dict(rngs=r))))
+    xs = jax.random.normal(jax.random.key(1), (7, 1, 5, 8))
+
+    def run(seq):
+        state, outs = mod.init_state(1, 5), []
+        for x in seq:
+            y, state = mod(x, state)
+            outs.append(np.asarray(y))
+        return outs
+
+    base = run(xs)
+    changed = run(xs.at[0].add(1.0))  # perturb frame 0 only
+    reach = [not np.array_equal(a, b) for a, b in zip(base, changed, strict=True)]
+    window = 3 if kind == "window" else length - 1
+    assert reach == [True] * (window + 1) + [False] * (7 - window - 1), reach
+
+
+def test_linear_attention_recurrent_form_equals_parallel_form():
+    from jaxvid.models.build import init_model
+    from jaxvid.models.temporal import LinearAttention, TemporalConfig
+
+    mod = _perturbed(init_model(lambda r: LinearAttention(TemporalConfig(kind="linear"), 8, 2, kw=dict(rngs=r))))
+    T, N = 6, 3
+    xs = np.asarray(jax.random.normal(jax.random.key(2), (T, 1, N, 8)), np.float64)
+    state, rec = mod.init_state(1, N), []
+    for x in xs:
+        y, state = mod(jnp.asarray(x, jnp.float32), state)
+        rec.append(np.asarray(y))
+    # parallel: o_t = sum_{s<=t} (phi(q_t).phi(k_s)) v_s / sum_{s<=t} phi(q_t).phi(k_s), per position and head
+    a = mod.attn
+    h = _layer_norm(xs, np.asarray(mod.norm.scale[...]), np.asarray(mod.norm.bias[...]))
+    W = {k: (np.asarray(getattr(a, k).kernel[...]), np.asarray(getattr(a, k).bias[...])) for k in ("to_q", "to_k", "to_v")}
+    q, k, v = ((h @ W[n][0] + W[n][1]).reshape(T, N, 2, 4) for n in ("to_q", "to_k", "to_v"))
+    phi = lambda z: np.where(z > 0, z + 1, np.exp(z))  # noqa: E731  elu + 1
+    scores = np.einsum("tnhd,snhd->nhts", phi(q), phi(k)) * np.tril(np.ones((T, T)))[None, None]
+    o = np.einsum("nhts,snhd->tnhd", scores, v) / (scores.sum(-1).transpose(2, 0, 1)[..., None] + 1e-6)
+    out = o.reshape(T, N, 8) @ np.asarray(a.to_out[0].kernel[...]) + np.asarray(a.to_out[0].bias[...])
+    np.testing.assert_allclose(np.stack(rec)[:, 0], xs[:, 0] + out, rtol=1e-4, atol=1e-4)
+
+
+def test_guidance_formula_and_its_modes():
+    """(1 + lambda) eps_c - lambda eps_uc on known rows; rcfg uses the residual noise instead."""
+    from jaxvid.pipelines.svdiff import _Static, _update
+    from jaxvid.schedulers.schedule import make_schedule
+
+    s = make_schedule(set_alpha_to_one=True)
+    rng = np.random.default_rng(0)
+    c, u, x, resid, noise = (jnp.asarray(rng.standard_normal((1, 4, 4, 4)), jnp.float32) for _ in range(5))
+    out = jnp.concatenate([c, u])
+    static = lambda **kw: _Static(2, 2, kw.get("uncond", True), kw.get("rcfg", False), "noise", (32, 32, 3), False,  # noqa: E731
+                                  None, False)
+    from jaxvid.schedulers.lcm import lcm_step
+
+    for lam in (0.0, 1.5):
+        got = _update(s, out, 499, 259, False, x, x, x, resid, jnp.float32(lam), noise, static())
+        want = lcm_step(s, (1 + lam) * np.asarray(c) - lam * np.asarray(u), 499, x, 259, noise, is_last=False)
+        np.testing.assert_allclose(np.asarray(got[0]), np.asarray(want[0]), rtol=1e-5, atol=1e-5)
+    got = _update(s, c, 499, 259, False, x, x, x, resid, jnp.float32(1.5), noise, static(uncond=False, rcfg=True))
+    want = lcm_step(s, 2.5 * np.asarray(c) - 1.5 * np.asarray(resid), 499, x, 259, noise, is_last=False)
+    np.testing.assert_allclose(np.asarray(got[0]), np.asarray(want[0]), rtol=1e-5, atol=1e-5)
+
+
+def test_lambda_zero_cfg_equals_the_conditional_path_and_branches_keep_their_memories(bundle):
+    model = temporal_unet(bundle, "memory", perturb=0.05)
+    base = StreamConfig(steps=2, inversion="noise", guidance=0.0)
+    cfg0 = StreamEditor(bundle, model, "a green circle", dataclasses.replace(base, guidance_mode="cfg"),
+                        height=64, width=64)
+    none = StreamEditor(bundle, model, "a green circle", dataclasses.replace(base, guidance_mode="none"),
+                        height=64, width=64)
+    assert (cfg0.static.branches, none.static.branches) == (2, 1)
+    video = frames(3)
+    a, state = run_stream(cfg0, video)
+    b, _ = run_stream(none, video)
+    # lambda = 0 weighs the unconditional row by exactly zero; the rows' batch differs (2 vs 1),
+    # which may change float rounding by a few ulps before quantisation: one uint8 level
+    assert np.abs(a.astype(int) - b.astype(int)).max() <= 1
+    mem = np.asarray(state.temporal[0])  # [steps, branches, ...]: a memory per step and per branch
+    assert mem.shape[:2] == (2, 2) and not np.allclose(mem[:, 0], mem[:, 1])
+    with pytest.raises(ValueError, match="time_cond_proj_dim"):
+        StreamEditor(bundle, model, "x", dataclasses.replace(base, guidance_mode="embedding"), height=64, width=64)
+
+
+def test_fresh_memory_stream_equals_per_frame_editing(bundle):
+    """Untrained memory (zero output projection): carrying it over frames changes nothing, so
+    the stream equals editing every frame with its memory reset (the base model per frame)."""
+    model = temporal_unet(bundle, "memory")
+    ed = StreamEditor(bundle, model, "a green circle", StreamConfig(steps=2, inversion="noise"), height=64, width=64)
+    video = frames(3)
+    streamed, _ = run_stream(ed, video)
+    fresh = ed.init_state()
+    state, per_frame = ed.init_state(), []
+    for f in video:
+        out, _, state = ed.step(state.replace(temporal=jax.tree.map(jnp.copy, fresh.temporal)), f)
+        per_frame.append(np.asarray(out))
+    np.testing.assert_array_equal(streamed, np.stack(per_frame))  # bitwise: the residual adds exact zeros
+
+
+def test_stream_batch_is_causal(bundle):
+    model = temporal_unet(bundle, "memory", perturb=0.05)
+    ed = StreamEditor(bundle, model, "a green circle", StreamConfig(steps=2, inversion="noise", stream_batch=True),
+                      height=64, width=64)
+    a = frames(5)
+    b = a.copy()
+    b[3:] = frames(2, 9)
+    out_a, _ = run_stream(ed, a)
+    out_b, _ = run_stream(ed, b)
+    np.testing.assert_array_equal(out_a[:2], out_b[:2])  # finished before frame 3 arrived: bitwise equal
+    assert not np.array_equal(out_a[2:], out_b[2:])

@@ -27,7 +27,12 @@ def add_parser(sub) -> None:
     e.add_argument("--source-prompt", required=True, help="describes the input video")
     e.add_argument("--target-prompt", required=True, help="the same description, edited")
     e.add_argument("--preset", default="attribute", choices=sorted(PRESETS), help="edit preset (configs/edit.py)")
-    e.add_argument("--blend-words", nargs="+", help="target words that define the edited region (default: new words)")
+    e.add_argument("--released", action="store_true", help="the authors' released code's behaviour and settings "
+                   "(profile, per-frame noise, CFG pairs, negative prompt; see docs/fastvideoedit.md)")
+    e.add_argument("--blend-words", nargs="+", help="target words that define the edited region (default: the "
+                   "words the target adds)")
+    e.add_argument("--change-words", nargs="+", help="source words of the region to change (the released "
+                   "profile's blend mask)")
     e.add_argument("--negative-prompt", help="negative prompt of the guided branches (default: the config's)")
     e.add_argument("--frames", type=positive_int,
                    help="frames to edit (default: the preset's 32; 8 on the built-in model)")
@@ -49,13 +54,16 @@ def build_config(args: argparse.Namespace):
     from configs.edit import get_config
     from jaxvid.overrides import apply_overrides
 
-    cfg = get_config(args.preset + ("" if args.model else ",tiny"))
+    cfg = get_config(args.preset + ("" if args.model else ",tiny") + (",released" if args.released else ""))
     for flag, key in (("frames", "frames"), ("stride", "stride"), ("size", "size"), ("steps", "edit.steps"),
                       ("guidance", "edit.target_guidance"), ("seed", "edit.seed"),
                       ("negative_prompt", "edit.negative_prompt")):
         value = getattr(args, flag)
         if value is not None:
             apply_overrides(cfg, [f"{key}={value!r}"])
+    for flag, key in (("blend_words", "edit.blend_words"), ("change_words", "edit.change_words")):
+        if getattr(args, flag):
+            apply_overrides(cfg, [f"{key}={tuple(getattr(args, flag))!r}"])
     if args.no_tokenflow:
         cfg.edit.tokenflow = False
     if args.per_frame_noise:
@@ -74,15 +82,15 @@ def run(args: argparse.Namespace) -> int:
     source = resolve_input(args)
     spec = model_spec(args)
     cfg = build_config(args)
-    edit_cfg = FastVideoEditConfig(**cfg.edit.to_dict())
+    edit_cfg = FastVideoEditConfig(**{k: tuple(v) if isinstance(v, list) else v for k, v in cfg.edit.to_dict().items()})
     if cfg.frames < 1 or cfg.stride < 1:
         raise ValueError(f"frames and stride must be >= 1, got {cfg.frames} and {cfg.stride}")
     height, width = cfg.size
     check_size(spec, height, width)
     check_prompts(spec, {"source prompt": args.source_prompt, "target prompt": args.target_prompt},
                   [edit_cfg.negative_prompt])
-    align_prompts(spec.tokenizer, args.source_prompt, args.target_prompt, blend_words=args.blend_words,
-                  max_length=spec.max_tokens)
+    align_prompts(spec.tokenizer, args.source_prompt, args.target_prompt, blend_words=edit_cfg.blend_words or None,
+                  change_words=edit_cfg.change_words or None, max_length=spec.max_tokens)
     if edit_cfg.blend_start_step is not None and edit_cfg.blend_start_step > edit_cfg.steps:
         console.print(f"[yellow]note:[/] blending starts at step {edit_cfg.blend_start_step} of {edit_cfg.steps}: "
                       "it never runs (lower edit.blend_start_step to blend)")
@@ -94,8 +102,7 @@ def run(args: argparse.Namespace) -> int:
     bundle = load_bundle(args)
     editor = FastVideoEditor(bundle, edit_cfg)
     with tqdm(total=edit_cfg.steps, desc="editing", unit="step") as bar:
-        result = editor.edit(frames, args.source_prompt, args.target_prompt, blend_words=args.blend_words,
-                             progress=lambda i: bar.update(1))
+        result = editor.edit(frames, args.source_prompt, args.target_prompt, progress=lambda i: bar.update(1))
     t = result.timings
     console.print(f"timing: encode {t['encode_s']:.2f}s | sampling {t['sampling_s']:.2f}s | decode {t['decode_s']:.2f}s "
                   f"({len(frames)} frames, {edit_cfg.steps} steps; a first run includes compiling)")

@@ -23,7 +23,7 @@ config keys (--set): see configs/stream.py, StreamConfig (jaxvid/pipelines/svdif
 
 def add_parser(sub) -> None:
     from jaxvid.models.temporal import TEMPORAL_MODULES
-    from jaxvid.pipelines.svdiff import GUIDANCE_MODES, MODES
+    from jaxvid.pipelines.svdiff import GUIDANCE_MODES, MODES, NOISE_MODES
 
     st = sub.add_parser("stream", help="SVDiff: edit a live stream frame by frame with a temporal memory",
                         description=describe(__doc__, EXAMPLES), formatter_class=HelpFormatter)
@@ -42,8 +42,11 @@ def add_parser(sub) -> None:
     st.add_argument("--steps", type=positive_int, help="LCM steps per frame (default: 3)")
     st.add_argument("--guidance", type=nonneg_float, help="lambda in (1+l) eps_c - l eps_uc; 0 = no CFG (default: 1)")
     st.add_argument("--strength", type=positive_float, help="noise mode: share of the schedule re-run (default: 0.6)")
-    st.add_argument("--guidance-mode", choices=GUIDANCE_MODES, help="rcfg: residual CFG, no unconditional UNet "
-                    "branch (default: cfg)")
+    st.add_argument("--guidance-mode", choices=GUIDANCE_MODES, help="cfg: conditional + unconditional rows with "
+                    "their own memories (the paper); rcfg: residual CFG, no unconditional row; embedding: a distilled "
+                    "LCM's guidance embedding; auto: embedding on distilled LCMs, else cfg (default: auto)")
+    st.add_argument("--noise", choices=NOISE_MODES, help="fresh noise every frame, or one fixed noise for all "
+                    "(default: fresh)")
     st.add_argument("--stream-batch", action="store_true", help="all denoising steps of successive frames in one "
                     "UNet call (output delayed by steps-1 frames)")
     st.add_argument("--tiny-vae", type=Path, help="AutoencoderTiny (TAESD) folder for fast encode/decode")
@@ -68,7 +71,7 @@ def build_config(args: argparse.Namespace):
                       ("guidance", "stream.guidance"), ("inversion", "stream.inversion"),
                       ("strength", "stream.strength"), ("guidance_mode", "stream.guidance_mode"),
                       ("source_prompt", "stream.source_prompt"), ("negative_prompt", "stream.negative_prompt"),
-                      ("seed", "stream.seed"), ("temporal", "temporal.kind")):
+                      ("seed", "stream.seed"), ("temporal", "temporal.kind"), ("noise", "stream.noise")):
         value = getattr(args, flag)
         if value is not None:
             apply_overrides(cfg, [f"{key}={value!r}"])

@@ -22,8 +22,9 @@ class TokenAlignment:
 
     mapper: np.ndarray  # int32: source position of each target token (itself where new)
     aligned: np.ndarray  # bool: target token has a source counterpart
-    edited: np.ndarray  # bool: tokens whose attention mass defines the blend mask
+    edited: np.ndarray  # bool: target tokens whose attention mass defines the (paper) blend mask
     text: np.ndarray  # bool: the prompt's word tokens (no BOS/EOS/padding): the blend denominator
+    change: np.ndarray  # bool: *source* tokens of the change words (the released code's blend mask)
 
 
 def _words(tokenizer, prompt: str) -> list[list[str]]:
@@ -38,8 +39,25 @@ def _words(tokenizer, prompt: str) -> list[list[str]]:
     return words
 
 
+def _word_positions(tokenizer, words: Sequence[str], prompt_words: list[list[str]], starts, max_length: int,
+                    what: str, prompt: str) -> np.ndarray:
+    """Token positions (bool [max_length]) of every prompt word that is one of ``words``."""
+    wanted = {"".join(w) for ws in words for w in _words(tokenizer, ws)}
+    present = {"".join(w) for w in prompt_words}
+    missing = [ws for ws in words if not {"".join(w) for w in _words(tokenizer, ws)} <= present]
+    if missing:
+        raise ValueError(f"{what} {missing} do not occur in the {'target' if what == 'blend words' else 'source'} "
+                         f"prompt {prompt!r}")
+    out = np.zeros(max_length, bool)
+    for i, w in enumerate(prompt_words):
+        if "".join(w) in wanted:
+            out[starts[i] : starts[i] + len(w)] = True
+    return out
+
+
 def align_prompts(
-    tokenizer, source: str, target: str, *, blend_words: Sequence[str] | None = None, max_length: int = 77
+    tokenizer, source: str, target: str, *, blend_words: Sequence[str] | None = None,
+    change_words: Sequence[str] | None = None, max_length: int = 77,
 ) -> TokenAlignment:
     src_words, tgt_words = _words(tokenizer, source), _words(tokenizer, target)
     n_src, n_tgt = sum(map(len, src_words)), sum(map(len, tgt_words))
@@ -64,16 +82,9 @@ def align_prompts(
     text = np.zeros(max_length, bool)
     text[1 : n_tgt + 1] = True
     if blend_words:
-        wanted = set()
-        for bw in blend_words:
-            wanted |= {"".join(w) for w in _words(tokenizer, bw)}
-        missing = [bw for bw in blend_words if not {"".join(w) for w in _words(tokenizer, bw)} <= {"".join(w) for w in tgt_words}]
-        if missing:
-            raise ValueError(f"blend words {missing} do not occur in the target prompt {target!r}")
-        edited = np.zeros(max_length, bool)
-        for ti, w in enumerate(tgt_words):
-            if "".join(w) in wanted:
-                edited[tgt_start[ti] : tgt_start[ti] + len(w)] = True
+        edited = _word_positions(tokenizer, blend_words, tgt_words, tgt_start, max_length, "blend words", target)
     else:
         edited = text & ~aligned
-    return TokenAlignment(mapper=mapper, aligned=aligned, edited=edited, text=text)
+    change = (_word_positions(tokenizer, change_words, src_words, src_start, max_length, "change words", source)
+              if change_words else np.zeros(max_length, bool))
+    return TokenAlignment(mapper=mapper, aligned=aligned, edited=edited, text=text, change=change)

@@ -6,9 +6,9 @@ block's own projections are used, so the base weights serve unchanged.
 
 Self-attention ("frames" = the ``m`` frames of this call, concatenated as keys/values):
 
-* edit branch, CF-Masa: early -> Q source, K source (all frames), V edit (all frames);
-  late -> Q, K, V of the edit branch (all frames);
-* background branch, Bg-Masa: early -> Q, K, V source; late -> Q edit, K, V source;
+* edit branch, CF-Masa: early (step within t_s) -> Q source, K source (all frames), V edit (all
+  frames); late -> Q, K, V of the edit branch (all frames);
+* background branch, Bg-Masa: early (within t_bg) -> Q, K, V source; late -> Q edit, K, V source;
 * source branch: per-frame self-attention, or across frames with ``source_cross_frame``.
   A switched-off variant is ordinary per-frame self-attention of its branch.
 
@@ -34,6 +34,14 @@ from flax import struct
 from jaxvid.models.attention import Attention, attention_probs, get_attention_kernel
 
 
+def reweighted_cross_attention(p_src: jax.Array, p_edit: jax.Array, mapper: jax.Array, aligned: jax.Array,
+                               scale: jax.Array | float) -> jax.Array:
+    """Re-CA on cross-attention probabilities ``[..., L]``: a target token that aligns to source
+    token ``mapper[j]`` takes the source map's column ``mapper[j]``; a new token keeps the edit
+    map's own column times ``scale`` (Prompt-to-Prompt's refinement with re-weighting)."""
+    return jnp.where(aligned, jnp.take(p_src, mapper, axis=-1), scale * p_edit)
+
+
 @struct.dataclass
 class TokenFlowInputs:
     """Keyframe captures per site (tuples indexed by site) and each frame's two neighbours."""
@@ -47,11 +55,12 @@ class TokenFlowInputs:
 
 @struct.dataclass
 class EditControl:
-    self_early: jax.Array  # bool scalar: step is inside the self-attention control fraction
+    self_early: jax.Array  # bool scalar: step is inside the self-attention control fraction (t_s)
+    bg_early: jax.Array  # bool scalar: step is inside the background-control fraction (t_bg)
     cross_on: jax.Array  # bool scalar: Re-CA active at this step
     mapper: jax.Array  # int32 [L]
     aligned: jax.Array  # bool [L]
-    edited: jax.Array  # bool [L]
+    edited: jax.Array  # bool [L]: target tokens whose attention makes the paper-mode blend mask
     text: jax.Array  # bool [L]
     replace_scale: jax.Array  # float scalar
     tokenflow: TokenFlowInputs | None = None
@@ -61,7 +70,8 @@ class EditControl:
     bg_masa: bool = struct.field(pytree_node=False, default=True)
     re_ca: bool = struct.field(pytree_node=False, default=True)
     source_cross_frame: bool = struct.field(pytree_node=False, default=False)
-    blend_tokens: int = struct.field(pytree_node=False, default=-1)
+    blend_tokens: int = struct.field(pytree_node=False, default=-1)  # tokens of the blend level; -1: no capture
+    blend_mode: str = struct.field(pytree_node=False, default="paper")  # paper | released (see control/blend.py)
     mode: str = struct.field(pytree_node=False, default="joint")  # joint | keyframes | propagate
     kernel: str = struct.field(pytree_node=False, default="auto")
 
@@ -99,7 +109,7 @@ class EditControl:
             edit = (jnp.where(early, qs, qe), jnp.where(early, ks, ke), ve, True)
         else:
             edit = (qe, ke, ve, False)
-        bg = (jnp.where(early, qs, qe), ks, vs, True) if self.bg_masa else (qb, kb, vb, False)
+        bg = (jnp.where(self.bg_early, qs, qe), ks, vs, True) if self.bg_masa else (qb, kb, vb, False)
         o = jnp.stack(self._attend(attn, [src, edit, bg]), axis=1)
         out = attn.project_out(o.reshape(B, N, attn.heads, attn.dim_head))
         caps = {}
@@ -138,16 +148,15 @@ class EditControl:
         H, L = p.shape[1], p.shape[-1]
         p = p.reshape(G, 3, m, H, N, L)
         if self.re_ca:
-            p_src, p_edit = p[0, 0], p[0, 1]
-            replaced = jnp.where(
-                self.aligned, jnp.take(p_src, self.mapper, axis=-1), self.replace_scale * p_edit
-            )
-            p = p.at[0, 1].set(jnp.where(self.cross_on, replaced, p_edit))
+            replaced = reweighted_cross_attention(p[0, 0], p[0, 1], self.mapper, self.aligned, self.replace_scale)
+            p = p.at[0, 1].set(jnp.where(self.cross_on, replaced, p[0, 1]))
         o = jnp.einsum("bhqk,bkhd->bqhd", p.reshape(B, H, N, L).astype(v.dtype), v)
         caps = {}
-        if N == self.blend_tokens:
+        if N == self.blend_tokens and self.blend_mode == "paper":
             a = p[0, 1].mean(axis=1)  # edit branch, conditional half, mean over heads: [m, N, L]
             num = (a * self.edited).sum(-1)
             den = (a * self.text).sum(-1)
             caps["blend"] = num / jnp.maximum(den, 1e-8)
+        elif N == self.blend_tokens:  # released: the source branch's maps over all tokens
+            caps["blend"] = p[0, 0].mean(axis=1)  # [m, N, L]
         return attn.project_out(o), caps

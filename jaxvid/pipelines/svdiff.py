@@ -45,7 +45,8 @@ from jaxvid.text import encode_prompt_rows
 
 TRACES = {"step": 0}
 MODES = ("lcm", "noise", "consistency")
-GUIDANCE_MODES = ("cfg", "rcfg")
+GUIDANCE_MODES = ("auto", "cfg", "rcfg", "embedding", "none")
+NOISE_MODES = ("fresh", "fixed")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -53,7 +54,11 @@ class StreamConfig:
     steps: int = 3
     original_inference_steps: int = 50
     guidance: float = 1.0  # lambda in (1 + lambda) eps_c - lambda eps_uc; 0 disables guidance
-    guidance_mode: str = "cfg"  # cfg | rcfg
+    # auto: the guidance embedding on fully distilled LCMs, else cfg (none when guidance is 0);
+    # cfg: conditional + unconditional rows, each with its own memory (the paper); rcfg: residual
+    # CFG, no unconditional row; embedding: lambda as the UNet's guidance embedding; none.
+    guidance_mode: str = "auto"
+    noise: str = "fresh"  # fresh: new noise every frame; fixed: the same noise for every frame (StreamDiffusion)
     inversion: str = "lcm"
     strength: float = 0.6  # noise mode: share of the schedule re-run
     source_prompt: str = ""  # inversion / consistency source branch
@@ -66,6 +71,8 @@ class StreamConfig:
             raise ValueError(f"inversion must be one of {MODES}, got {self.inversion!r}")
         if self.guidance_mode not in GUIDANCE_MODES:
             raise ValueError(f"guidance_mode must be one of {GUIDANCE_MODES}, got {self.guidance_mode!r}")
+        if self.noise not in NOISE_MODES:
+            raise ValueError(f"noise must be one of {NOISE_MODES}, got {self.noise!r}")
         if self.guidance < 0:
             raise ValueError("guidance (lambda) must be >= 0")
         if self.steps < 1 or self.original_inference_steps < self.steps:
@@ -92,19 +99,26 @@ class _Static:
     mode: str
     frame_shape: tuple[int, int, int]
     stream_batch: bool
-    guidance_embed: int | None  # fully distilled LCM: lambda enters as the guidance embedding
+    guidance_embed: int | None  # guidance_mode embedding: lambda enters as the guidance embedding
+    fixed_noise: bool
 
 
-def _layout(cfg: StreamConfig, distilled: bool) -> tuple[int, bool, bool]:
-    guided = cfg.guidance > 0 and not distilled
-    uncond = guided and cfg.guidance_mode == "cfg"
-    rcfg = guided and cfg.guidance_mode == "rcfg"
-    return 1 + int(uncond) + int(cfg.inversion == "consistency"), uncond, rcfg
+def _layout(cfg: StreamConfig, embed_dim: int | None) -> tuple[int, bool, bool, int | None]:
+    """``(rows per step, unconditional row?, residual CFG?, embedding width)`` for the guidance mode."""
+    mode = cfg.guidance_mode
+    if mode == "auto":
+        mode = "embedding" if embed_dim else ("cfg" if cfg.guidance > 0 else "none")
+    if mode == "embedding" and not embed_dim:
+        raise ValueError("guidance_mode 'embedding' needs a UNet with time_cond_proj_dim (a fully distilled LCM)")
+    uncond, rcfg = mode == "cfg", mode == "rcfg"
+    rows = 1 + int(uncond) + int(cfg.inversion == "consistency")
+    return rows, uncond, rcfg, embed_dim if mode == "embedding" else None
 
 
-def _frame_keys(key: jax.Array, index: jax.Array) -> tuple[jax.Array, jax.Array]:
-    """Per-frame randomness, a function of the frame's index only (so both paths agree)."""
-    return tuple(jax.random.split(jax.random.fold_in(key, index)))
+def _frame_keys(key: jax.Array, index: jax.Array, fixed: bool) -> tuple[jax.Array, jax.Array]:
+    """Per-frame randomness, a function of the frame's index only (so both paths agree); with
+    ``fixed`` noise every frame draws the same."""
+    return tuple(jax.random.split(jax.random.fold_in(key, 0 if fixed else index)))
 
 
 def _start(model: TemporalUNet, vae, schedule, emb, ts, frame, k_noise, S: _Static):
@@ -171,7 +185,7 @@ def _step(graphdef, params, vae_graphdef, vae_params, schedule, emb, table, stat
     model: TemporalUNet = nnx.merge(graphdef, params)
     vae = nnx.merge(vae_graphdef, vae_params)
     S, ts = static, table["t"]
-    k_noise, k_loop = _frame_keys(state.key, state.frame_index)
+    k_noise, k_loop = _frame_keys(state.key, state.frame_index, S.fixed_noise)
     x, z0, xs, resid = _start(model, vae, schedule, emb, ts, frame, k_noise, S)
 
     def denoise(carry, inp):
@@ -201,7 +215,7 @@ def _step_batched(graphdef, params, vae_graphdef, vae_params, schedule, emb, tab
     vae = nnx.merge(vae_graphdef, vae_params)
     S, ts = static, table["t"]
     k = S.steps
-    k_noise, _ = _frame_keys(state.key, state.frame_index)
+    k_noise, _ = _frame_keys(state.key, state.frame_index, S.fixed_noise)
     new = _start(model, vae, schedule, emb, ts, frame, k_noise, S)
     sl = state.slots
     put0 = lambda a, v: a.at[0].set(v)  # noqa: E731
@@ -223,7 +237,7 @@ def _step_batched(graphdef, params, vae_graphdef, vae_params, schedule, emb, tab
     out = out.reshape(k, R, *out.shape[1:])
 
     def slot(i, o, t, prev_t, is_last, x, xs, z0, resid, idx):
-        _, k_loop = _frame_keys(state.key, idx)
+        _, k_loop = _frame_keys(state.key, idx, S.fixed_noise)
         noise = jax.random.normal(jax.random.fold_in(k_loop, i), x.shape, x.dtype)
         return _update(schedule, o, t, prev_t, is_last, x, xs, z0, resid, table["lam"], noise, S)
 
@@ -254,10 +268,9 @@ class StreamEditor:
         ts = lcm_timesteps(config.steps, original_inference_steps=config.original_inference_steps,
                            strength=config.strength if config.inversion == "noise" else 1.0)
         self.table = {**step_table(ts), "lam": jnp.float32(config.guidance)}
-        distilled = bundle.unet.config.time_cond_proj_dim
-        branches, uncond, rcfg = _layout(config, distilled is not None)
+        branches, uncond, rcfg, embed = _layout(config, bundle.unet.config.time_cond_proj_dim)
         self.static = _Static(len(ts), branches, uncond, rcfg, config.inversion, (height, width, 3), config.stream_batch,
-                              distilled)
+                              embed, config.noise == "fixed")
         self._model = nnx.split(model)
         self._vae = nnx.split(bundle.vae)
 
