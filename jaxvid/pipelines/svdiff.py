@@ -14,7 +14,7 @@ Inversion modes:
   the consistency noise ``e_cons`` and the edit branch gets ``eps_hat + e_cons - eps_src``
   (FastVideoEdit's trick applied per frame: saves the inversion's calls, adds one branch).
 
-Throughput options (each switchable, see docs/streaming.md):
+Throughput options (each switchable, see docs/svdiff.md):
 * ``guidance_mode="rcfg"``: residual CFG — the unconditional prediction is replaced by the
   noise that produced the current latent (StreamDiffusion's self-negative RCFG), dropping the
   unconditional branch (one UNet row instead of two per step; slightly different results);

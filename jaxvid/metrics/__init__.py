@@ -1,0 +1,1 @@
+"""Measuring edits: CLIP video metrics (``clip.py``) and toy-world ground-truth metrics (``toyworld.py``)."""
