@@ -6,13 +6,14 @@
 
 Arguments: ``attribute`` (colour/material of an object), ``object`` (swap the object),
 ``background`` (change the scene behind), ``style`` (whole-frame restyle: no latent blending).
-Append ``,tiny`` for the built-in model (its size, 8 frames, 4 steps, blend mask from its 8x8
-attention level), ``,released`` for the authors' released code (its profile, per-frame noise,
+Append ``,builtin`` for the built-in toy-world model (8 frames, its LCM-LoRA's 4 steps, blend mask
+from its 8x8 attention level), ``,released`` for the authors' released code (its profile, per-frame noise,
 CFG pairs, negative prompt and ``mask_replace`` convention: blending from step index 8, i.e.
 step 9; it needs ``edit.change_words``). The defaults of every knob live in one place,
 :class:`jaxvid.pipelines.fastvideoedit.FastVideoEditConfig` (the released code's values: 15 LCM
 steps, target guidance 2, source guidance 1, 8 frames per chunk, TokenFlow with one keyframe per
-8 frames); a preset only states where it differs. 32 frames at 512x512 are read by default.
+8 frames); a preset only states where it differs. 32 frames are read, at the model's own size
+unless ``size`` is set.
 """
 
 from __future__ import annotations
@@ -39,14 +40,14 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
     c.preset = name
     c.frames = 32  # frames read from the input
     c.stride = 1  # take every stride-th input frame
-    c.size = (512, 512)  # (height, width) in pixels
+    c.size = None  # (height, width) in pixels; None: the model's sample size (512 for SD1.5)
     c.edit = ml_collections.ConfigDict(dataclasses.asdict(FastVideoEditConfig(**PRESETS[name])))
     if "released" in mods:
         c.edit.update(RELEASED_SETTINGS)
         if c.edit.blend_start_step is not None:
             c.edit.blend_start_step = 9  # the code's mask_replace = 8 (0-based), as in its teaser configs
-    if "tiny" in mods:
-        c.frames, c.size = 8, (128, 128)
+    if "builtin" in mods:
+        c.frames = 8
         c.edit.steps = 4
         c.edit.blend_start_step = None if c.edit.blend_start_step is None else 3
         c.edit.blend_downsample = 2

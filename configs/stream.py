@@ -7,7 +7,8 @@
 Defaults of every knob live in one place each: :class:`jaxvid.pipelines.svdiff.StreamConfig`
 (paper: 3 LCM steps, LCM inversion, CFG with separate conditional/unconditional memories) and
 :class:`jaxvid.models.temporal.TemporalConfig` (8x8 memory with positional initialisation).
-Argument ``tiny``: the built-in model's frame size (128x128) instead of 512x512.
+Frames are edited at the model's own size (512 for SD1.5, 64 for the built-in toy-world model)
+unless ``size`` is set.
 """
 
 from __future__ import annotations
@@ -22,7 +23,7 @@ from jaxvid.pipelines.svdiff import StreamConfig
 
 def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
     c = ml_collections.ConfigDict()
-    c.size = (128, 128) if arg == "tiny" else (512, 512)  # (height, width) in pixels
+    c.size = None  # (height, width) in pixels; None: the model's sample size
     c.policy = "queue"  # input faster than processing: queue every frame, or drop to the newest
     c.stream = ml_collections.ConfigDict(dataclasses.asdict(StreamConfig()))
     c.temporal = ml_collections.ConfigDict(dataclasses.asdict(TemporalConfig()))

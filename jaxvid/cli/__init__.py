@@ -1,7 +1,8 @@
 """The ``jaxvid`` command. Thin: each subcommand parses its arguments, checks them (and opens
 its inputs) before loading any model, and calls library functions.
 
-    jaxvid generate --prompt "a red circle moving on a blue background" -o outputs/demo.png
+    jaxvid demo
+    jaxvid generate --prompt "a red circle moving on a blue background" -o outputs/generate.png
     jaxvid edit in.mp4 --source-prompt "a red circle" --target-prompt "a blue circle" -o out.mp4
     jaxvid stream in.mp4 --prompt "a blue circle" -o stream.mp4
     jaxvid train --config configs/svdiff_train.py:tiny --workdir runs/tiny
@@ -12,10 +13,10 @@ from __future__ import annotations
 
 import argparse
 
-from jaxvid.cli import edit, generate, info, stream, train
+from jaxvid.cli import demo, edit, evaluate, generate, info, stream, train
 from jaxvid.cli.common import HelpFormatter, console, enable_compilation_cache
 
-SUBCOMMANDS = (generate, edit, stream, train, info)
+SUBCOMMANDS = (demo, generate, edit, stream, train, evaluate, info)
 
 
 def build_parser() -> argparse.ArgumentParser:

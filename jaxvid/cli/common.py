@@ -125,7 +125,7 @@ def load_bundle(args: argparse.Namespace):
     import jax.numpy as jnp
 
     from jaxvid.pipelines.bundle import load_pipeline
-    from jaxvid.pipelines.default import DEFAULT_MODEL_NOTE, random_bundle
+    from jaxvid.pipelines.default import DEFAULT_MODEL_NOTE, default_bundle
     from jaxvid.weights.lora import load_lora
 
     dt = {"float32": jnp.float32, "bfloat16": jnp.bfloat16, "float16": jnp.float16}[args.dtype]
@@ -133,7 +133,7 @@ def load_bundle(args: argparse.Namespace):
     with console.status("loading model"):
         if args.model is None:
             console.print(f"[yellow]note:[/] {DEFAULT_MODEL_NOTE}")
-            bundle = random_bundle("tiny")
+            bundle = default_bundle(dtype=dt, attention_kernel=args.attention)
         else:
             bundle = load_pipeline(args.model, dtype=dt, param_dtype=dt, attention_kernel=args.attention)
         if args.lora:

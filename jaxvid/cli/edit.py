@@ -35,10 +35,11 @@ def add_parser(sub) -> None:
                    "profile's blend mask)")
     e.add_argument("--negative-prompt", help="negative prompt of the guided branches (default: the config's)")
     e.add_argument("--frames", type=positive_int,
-                   help="frames to edit (default: the preset's 32; 8 on the built-in model)")
+                   help="frames to edit (default: the preset's 32; 8 with the built-in model)")
     e.add_argument("--stride", type=positive_int, help="take every N-th input frame (default: 1)")
-    e.add_argument("--size", type=size, help="N or HxW pixels (default: 512; 128 on the built-in model)")
-    e.add_argument("--steps", type=positive_int, help="LCM steps (default: the preset's 15; 4 on the built-in model)")
+    e.add_argument("--size", type=size, help="N or HxW pixels (default: the model's size: 512 for SD1.5, 64 for "
+                   "the built-in model)")
+    e.add_argument("--steps", type=positive_int, help="LCM steps (default: the preset's 15; 4 with the built-in model)")
     e.add_argument("--guidance", type=nonneg_float, help="target guidance scale (default: the preset's 2)")
     e.add_argument("--seed", type=int, help="random seed (default: 0)")
     e.add_argument("--no-tokenflow", action="store_true", help="edit chunks independently, no propagation")
@@ -54,7 +55,7 @@ def build_config(args: argparse.Namespace):
     from configs.edit import get_config
     from jaxvid.overrides import apply_overrides
 
-    cfg = get_config(args.preset + ("" if args.model else ",tiny") + (",released" if args.released else ""))
+    cfg = get_config(args.preset + ("" if args.model else ",builtin") + (",released" if args.released else ""))
     for flag, key in (("frames", "frames"), ("stride", "stride"), ("size", "size"), ("steps", "edit.steps"),
                       ("guidance", "edit.target_guidance"), ("seed", "edit.seed"),
                       ("negative_prompt", "edit.negative_prompt")):
@@ -85,7 +86,7 @@ def run(args: argparse.Namespace) -> int:
     edit_cfg = FastVideoEditConfig(**{k: tuple(v) if isinstance(v, list) else v for k, v in cfg.edit.to_dict().items()})
     if cfg.frames < 1 or cfg.stride < 1:
         raise ValueError(f"frames and stride must be >= 1, got {cfg.frames} and {cfg.stride}")
-    height, width = cfg.size
+    height, width = cfg.size or (spec.default_size, spec.default_size)
     check_size(spec, height, width)
     check_prompts(spec, {"source prompt": args.source_prompt, "target prompt": args.target_prompt},
                   [edit_cfg.negative_prompt])

@@ -66,7 +66,7 @@ def build_config(args: argparse.Namespace):
     from configs.stream import get_config
     from jaxvid.overrides import apply_overrides
 
-    cfg = get_config(None if args.model else "tiny")
+    cfg = get_config()
     for flag, key in (("size", "size"), ("policy", "policy"), ("steps", "stream.steps"),
                       ("guidance", "stream.guidance"), ("inversion", "stream.inversion"),
                       ("strength", "stream.strength"), ("guidance_mode", "stream.guidance_mode"),
@@ -104,7 +104,8 @@ def run(args: argparse.Namespace) -> int:
     from jaxvid.models.temporal import temporal_unet
     from jaxvid.pipelines.svdiff import StreamConfig, StreamEditor
     from jaxvid.weights.loaders import load_tiny_vae
-    from jaxvid.weights.temporal import load_temporal
+    from jaxvid.pipelines.default import default_temporal
+    from jaxvid.weights.temporal import load_temporal, read_temporal_config
 
     # everything that can be wrong is checked, and the input opened, before any model is loaded
     spec_in = resolve_input(args)
@@ -112,11 +113,14 @@ def run(args: argparse.Namespace) -> int:
     cfg = build_config(args)
     stream_cfg = StreamConfig(**cfg.stream.to_dict())
     tcfg = temporal_config(args, cfg)
-    height, width = cfg.size
+    height, width = cfg.size or (spec.default_size, spec.default_size)
     check_size(spec, height, width)
     check_prompts(spec, {"prompt": args.prompt}, [stream_cfg.source_prompt, stream_cfg.negative_prompt])
     if args.tiny_vae is not None and not args.tiny_vae.is_dir():
         raise FileNotFoundError(f"tiny VAE folder not found: {args.tiny_vae}")
+    memory = args.memory or (default_temporal(tcfg.kind) if args.model is None else None)
+    if memory and not args.memory:
+        tcfg = read_temporal_config(memory)
     source = open_source(spec_in, height, width, args.input_size)
     fps = output_fps(args.fps, source.fps, 30.0)
 
@@ -124,8 +128,10 @@ def run(args: argparse.Namespace) -> int:
     if args.tiny_vae:
         bundle = bundle.replace(vae=load_tiny_vae(args.tiny_vae))
     model = temporal_unet(bundle.unet, tcfg, seed=stream_cfg.seed)
-    if args.memory:
-        load_temporal(model, args.memory)
+    if memory:
+        load_temporal(model, memory)
+        if not args.memory:
+            console.print(f"[yellow]note:[/] using the built-in model's trained {tcfg.kind} module")
     else:
         console.print(f"[yellow]note:[/] no --memory given: the {tcfg.kind} modules are untrained "
                       f"({untrained_effect(tcfg.kind)})")
