@@ -4,7 +4,7 @@ VENV   ?= .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed-$(shell cat pyproject.toml constraints.txt | cksum | cut -d' ' -f1)
 
-.PHONY: setup demo test test-slow lint bench clean
+.PHONY: setup demo test test-slow lint bench toyworld clean
 
 setup: $(STAMP)
 
@@ -15,9 +15,9 @@ $(STAMP): pyproject.toml constraints.txt
 	$(BIN)/python -m pip install -q -c constraints.txt -e '.[test]'
 	touch $@
 
-## The main job on the built-in default model.
+## The main job on the built-in default model: edit a generated toy clip, measured against ground truth.
 demo: setup
-	$(BIN)/jaxvid generate --prompt "a red circle moving on a blue background" -o outputs/demo.png
+	$(BIN)/jaxvid demo -o outputs/demo
 
 ## What CI runs: the linter, then the default test suite (see README for measured times).
 test: setup lint
@@ -36,6 +36,10 @@ bench: setup
 	$(BIN)/python experiments/bench_unet.py --preset tiny --batches 1 2 4 8 --iters 10 $(BENCH_ARGS)
 	$(BIN)/python experiments/bench_fastvideoedit.py --preset tiny --frames 32 --steps 15 --iters 2 $(BENCH_ARGS)
 	$(BIN)/python experiments/bench_stream.py --preset tiny --size 128 --frames 24 $(BENCH_ARGS)
+
+## Train the built-in toy-world model from scratch and assemble jaxvid/assets/toyworld (docs/toyworld.md).
+toyworld: setup
+	$(BIN)/python tools/build_toyworld.py --runs runs/toyworld
 
 clean:
 	rm -rf $(VENV) outputs .pytest_cache
