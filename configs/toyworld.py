@@ -7,6 +7,7 @@ all of them and assembles the built-in model):
     jaxvid train --config configs/toyworld.py:lcm    --workdir runs/toyworld/lcm
     jaxvid train --config configs/toyworld.py:svdiff --workdir runs/toyworld/svdiff    # the memory
     jaxvid train --config configs/toyworld.py:svdiff,window --workdir runs/toyworld/window   # baselines
+    jaxvid train --config configs/toyworld.py:svdiff,memory,hw=16 ...      # ablations: hw=, init=, frames=
 
 The model: 64x64 RGB frames; an AutoencoderKL with 3 levels (4x downsampling, 16x16x4 latents);
 a UNet2DConditionModel with levels (64, 128, 128), attention at 16x16 and 8x8 (7 transformer
@@ -76,12 +77,16 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
                                                  attention="auto", lora=None))
         c.lora = ml_collections.ConfigDict(dict(rank=8, guidance_range=(1.5, 4.0), solver_steps=50, huber_c=0.001))
     elif stage == "svdiff":
-        c = _common(steps=300 if not mods else 150, batch=2, frames=16, lr=1e-3)
+        kind = mods[0] if mods and "=" not in mods[0] else "memory"
+        opts = dict(m.split("=", 1) for m in mods if "=" in m)  # ablations: hw=N, init=NAME, frames=N
+        c = _common(steps=300 if kind == "memory" and not opts else 150, batch=2, frames=int(opts.get("frames", 16)),
+                    lr=1e-3)
         c.task = "svdiff"
         c.model = ml_collections.ConfigDict(dict(path=f"{RUNS}/t2i/export", preset="", dtype="float32",
                                                  attention="auto", lora=f"{RUNS}/lcm/export"))
-        c.temporal = _d(TemporalConfig(kind=mods[0] if mods else "memory", memory_hw=(8, 8)))
-        c.objective = _d(ObjectiveConfig(clip_frames=4, caption_dropout=0.1))
+        hw = int(opts.get("hw", 8))
+        c.temporal = _d(TemporalConfig(kind=kind, memory_hw=(hw, hw), memory_init=opts.get("init", "positional")))
+        c.objective = _d(ObjectiveConfig(clip_frames=min(4, c.data.frames), caption_dropout=0.1))
         c.sample.every = 300
     else:
         raise ValueError(f"unknown toy-world stage {stage!r}: vae, t2i, lcm, svdiff[,<temporal kind>]")

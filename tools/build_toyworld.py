@@ -7,7 +7,9 @@ Runs the stages of ``configs/toyworld.py`` in order (vae -> t2i -> lcm -> svdiff
 baseline temporal modules), each a resumable ``jaxvid train`` run in ``--runs``; a finished stage
 is skipped, an interrupted one resumes. Then writes ``jaxvid/assets/toyworld/``: the diffusers
 model folder in fp16 (``model_index.json``, unet, vae, text_encoder, tokenizer, scheduler), the
-LCM-LoRA (``lcm_lora/``) and the trained temporal modules (``temporal/<kind>/``). Each stage's
+LCM-LoRA (``lcm_lora/``) and the trained temporal modules (``temporal/<kind>/``; ``shift`` has no
+weights, so it needs no training). ``--ablations`` also trains SVDiff's ablations (memory 1x1 and
+16x16, learned per-cell initial memory, training videos of 4 and 8 frames). Each stage's
 wall time and final metrics go to ``<runs>/summary.json`` (docs/toyworld.md reports them).
 """
 
@@ -22,13 +24,18 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-STAGES = ("vae", "t2i", "lcm", "svdiff", "svdiff,window", "svdiff,shift", "svdiff,sliding", "svdiff,linear")
+STAGES = ("vae", "t2i", "lcm", "svdiff", "svdiff,window", "svdiff,sliding", "svdiff,linear")
+# SVDiff's ablations (paper Table 3 and Figs. 7-8): trained with --ablations, kept in runs/ (not shipped)
+ABLATIONS = ("svdiff,memory,hw=1", "svdiff,memory,hw=16", "svdiff,memory,init=learned", "svdiff,memory,frames=4",
+             "svdiff,memory,frames=8")
 ASSET = Path(__file__).resolve().parent.parent / "jaxvid" / "assets" / "toyworld"
 
 
 def stage_dir(runs: Path, stage: str) -> Path:
-    name = stage.replace("svdiff,", "") if stage.startswith("svdiff,") else stage
-    return runs / name
+    """``svdiff`` -> runs/svdiff; ``svdiff,window`` -> runs/window; ``svdiff,memory,hw=1`` -> runs/memory-hw1."""
+    if not stage.startswith("svdiff,"):
+        return runs / stage
+    return runs / "-".join(p.replace("=", "") for p in stage.split(",")[1:])
 
 
 def run_stage(stage: str, runs: Path, overrides: list[str]) -> dict:
@@ -64,7 +71,7 @@ def assemble(runs: Path) -> Path:
         shutil.rmtree(ASSET)
     save_pipeline(load_pipeline(runs / "t2i" / "export"), ASSET, dtype=np.float16)
     shutil.copytree(runs / "lcm" / "export", ASSET / "lcm_lora")
-    for stage in STAGES[3:]:
+    for stage in STAGES[3:]:  # the memory and the baselines (shift has no weights: it needs no training)
         src = stage_dir(runs, stage) / "export"
         if src.exists():
             kind = json.loads((src / "temporal_config.json").read_text())["kind"]
@@ -75,13 +82,14 @@ def assemble(runs: Path) -> Path:
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--runs", type=Path, default=Path("runs/toyworld"))
-    ap.add_argument("--stages", nargs="+", default=list(STAGES), help=f"subset of {STAGES}")
+    ap.add_argument("--stages", nargs="+", default=list(STAGES), help=f"subset of {STAGES + ABLATIONS}")
+    ap.add_argument("--ablations", action="store_true", help="also train the SVDiff ablations (not shipped)")
     ap.add_argument("--no-assemble", action="store_true", help="train only")
     ap.add_argument("--set", action="append", default=[], help="override for every stage, e.g. steps=10")
     args = ap.parse_args()
     summary_path = args.runs / "summary.json"
     summary = json.loads(summary_path.read_text()) if summary_path.exists() else {}
-    for stage in args.stages:
+    for stage in args.stages + (list(ABLATIONS) if args.ablations else []):
         print(f"== stage {stage}", flush=True)
         result = run_stage(stage, args.runs, args.set)
         prev = summary.get(stage, {})
