@@ -29,6 +29,7 @@ import numpy as np  # noqa: E402
 
 from configs.models import get_config  # noqa: E402
 from experiments.common import add_output_args, machine, torch_unet_pair, write_results  # noqa: E402
+from jaxvid.models.attention import attention_kernel_names as attention_kernels  # noqa: E402
 
 
 def torch_processors(torch, F):
@@ -167,7 +168,7 @@ def main() -> None:
     ap.add_argument("--size", type=int, default=128, help="pixels; latents are size/8")
     ap.add_argument("--steps", type=int, default=15)
     ap.add_argument("--dtype", default="float32", choices=["float32", "bfloat16"])
-    ap.add_argument("--attention", default="xla", choices=["xla", "cudnn"])
+    ap.add_argument("--attention", default="auto", choices=attention_kernels())
     ap.add_argument("--iters", type=int, default=2)
     ap.add_argument("--keyframe-interval", type=int, default=8)
     ap.add_argument("--no-tokenflow", dest="tokenflow", action="store_false")

@@ -30,6 +30,7 @@ import numpy as np  # noqa: E402
 
 from configs.models import get_config  # noqa: E402
 from experiments.common import add_output_args, machine, torch_unet_pair, torch_vae_pair, write_results  # noqa: E402
+from jaxvid.models.attention import attention_kernel_names as attention_kernels  # noqa: E402
 
 
 def torch_memory_hooks(torch, ref, hw=(8, 8)):
@@ -121,7 +122,7 @@ def main() -> None:
     ap.add_argument("--frames", type=int, default=24)
     ap.add_argument("--steps", type=int, default=3)
     ap.add_argument("--dtype", default="float32", choices=["float32", "bfloat16"])
-    ap.add_argument("--attention", default="xla", choices=["xla", "cudnn"])
+    ap.add_argument("--attention", default="auto", choices=attention_kernels())
     ap.add_argument("--kinds", nargs="+", default=["memory", "window", "shift", "sliding", "linear"])
     ap.add_argument("--modes", nargs="+", default=["lcm", "noise", "consistency"])
     add_output_args(ap)

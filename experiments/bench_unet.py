@@ -25,6 +25,7 @@ from flax import nnx  # noqa: E402
 
 from configs.models import get_config  # noqa: E402
 from experiments.common import add_output_args, machine, max_abs_diff, time_calls, torch_unet_pair, write_results  # noqa: E402
+from jaxvid.models.attention import attention_kernel_names as attention_kernels  # noqa: E402
 
 
 def main() -> None:
@@ -33,7 +34,7 @@ def main() -> None:
     ap.add_argument("--batches", type=int, nargs="+", default=[1, 2, 4])
     ap.add_argument("--resolution", type=int, help="pixels (default: the preset's sample_size * 8)")
     ap.add_argument("--dtype", default="float32", choices=["float32", "bfloat16"])
-    ap.add_argument("--attention", default="xla", choices=["xla", "cudnn"])
+    ap.add_argument("--attention", default="auto", choices=attention_kernels())
     ap.add_argument("--warmup", type=int, default=2)
     ap.add_argument("--iters", type=int, default=5)
     ap.add_argument("--threads", type=int, help="torch CPU threads (default: torch's own choice)")
