@@ -87,3 +87,18 @@ def test_datasets_report_and_skip_bad_entries(tmp_path):
     assert len(items) == 1 and items[0].frames.shape == (4, 32, 32, 3) and "prompts.jsonl:2" in ds.skipped[0]
     with pytest.raises(ValueError, match="unknown dataset"):
         Dataset("youtube:x", size=(32, 32))
+
+
+def test_method_registry_names_and_refusals(tmp_path):
+    from jaxvid.evaluation.methods import available, build
+
+    (tmp_path / "temporal" / "window").mkdir(parents=True)
+    (tmp_path / "temporal" / "window" / "temporal_config.json").write_text(json.dumps({"kind": "window"}))
+    names = available(tmp_path)
+    assert "svdiff-window" in names and "svdiff-shift" in names and "svdiff" not in names  # no trained memory
+    assert "svdiff-linear" not in names and {"fve", "fve-no_tokenflow", "per_frame"} <= set(names)
+    kw = dict(model_dir=tmp_path, edit_config=None, stream_config=None)
+    for name, message in [("svdiff-linear", "no trained 'linear'"), ("svdiff-nope", "unknown temporal"),
+                          ("fve-nope", "unknown FastVideoEdit"), ("nope", "unknown method")]:
+        with pytest.raises(ValueError, match=message):
+            build(name, None, **kw)

@@ -28,7 +28,7 @@ def add_parser(sub) -> None:
     e.add_argument("--clip", type=Path, help="local CLIP folder for Tem-Con / Txt-Sim / Clip-Acc")
     e.add_argument("--size", type=size, help="N or HxW frame size (default: the model's sample size)")
     e.add_argument("--max-frames", type=positive_int, help="frames per video (default: all)")
-    e.add_argument("--preset", default="attribute", help="FastVideoEdit preset (configs/edit.py)")
+    e.add_argument("--preset", default="attribute", help="FastVideoEdit preset (configs/edit.py; ',builtin' is added for the built-in model)")
     add_set_arg(e, "edit.steps=8 or stream.steps=2")
     e.add_argument("-o", "--output", type=Path, default=Path("outputs/eval"), help="results folder")
     e.set_defaults(func=run)
@@ -54,7 +54,7 @@ def run(args: argparse.Namespace) -> int:
     dataset = Dataset(args.dataset, size=(h, w), max_frames=args.max_frames)
     if args.clip is not None and not args.clip.is_dir():
         raise FileNotFoundError(f"CLIP folder not found: {args.clip}")
-    cfg = edit_config(args.preset)
+    cfg = edit_config(args.preset + ("" if args.model or "builtin" in args.preset else ",builtin"))
     cfg.stream = stream_config().stream
     apply_overrides(cfg, args.set)
     edit_cfg = FastVideoEditConfig(**{k: tuple(v) if isinstance(v, list) else v for k, v in cfg.edit.to_dict().items()})

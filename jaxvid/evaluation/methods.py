@@ -9,7 +9,7 @@ inversion reports 0 there). Names:
   ``fve-released`` (the released code's profile and settings);
 * ``svdiff`` (the model's trained memory), ``svdiff-zero`` (an untrained memory: frames edited
   independently), ``svdiff-<kind>`` for every trained temporal module folder the model has
-  (``window``, ``shift``, ``sliding``, ``linear``...), or ``svdiff@PATH`` for any folder;
+  (``window``, ``sliding``, ``linear``...; ``svdiff-shift`` needs no weights), or ``svdiff@PATH`` for any folder;
 * ``per_frame``: image-to-image of every frame on its own (the floor: no temporal model at all).
 """
 
@@ -50,13 +50,13 @@ def _fve(bundle, edit_config, name: str, overrides: dict) -> Method:
     return Method(name, run)
 
 
-def _svdiff(bundle, stream_config, name: str, folder: Path | None) -> Method:
+def _svdiff(bundle, stream_config, name: str, folder: Path | None, kind: str = "memory") -> Method:
     from jaxvid.models.temporal import TemporalConfig, temporal_unet
     from jaxvid.pipelines.svdiff import StreamEditor
     from jaxvid.weights.convert import param_paths
     from jaxvid.weights.temporal import load_temporal, read_temporal_config
 
-    tcfg = read_temporal_config(folder) if folder is not None else TemporalConfig()
+    tcfg = read_temporal_config(folder) if folder is not None else TemporalConfig(kind=kind)
     model = temporal_unet(bundle.unet, tcfg)
     if folder is not None:
         load_temporal(model, folder)
@@ -117,6 +117,9 @@ def available(model_dir: Path | None) -> list[str]:
     if temporal is not None and temporal.is_dir():
         kinds = sorted(p.name for p in temporal.iterdir() if (p / "temporal_config.json").exists())
         names += (["svdiff"] if "memory" in kinds else []) + [f"svdiff-{k}" for k in kinds if k != "memory"]
+    from jaxvid.models.temporal import WEIGHTLESS_MODULES
+
+    names += [f"svdiff-{k}" for k in WEIGHTLESS_MODULES if f"svdiff-{k}" not in names]  # need no training
     return names
 
 
@@ -136,10 +139,16 @@ def build(name: str, bundle, *, model_dir: Path | None, edit_config, stream_conf
         return _svdiff(bundle, stream_config, name, Path(name[7:]))
     if name == "svdiff" or name.startswith("svdiff-"):
         kind = "memory" if name == "svdiff" else name[7:]
+        from jaxvid.models.temporal import TEMPORAL_MODULES, WEIGHTLESS_MODULES
+
         folder = Path(model_dir or "") / "temporal" / kind
-        if not (folder / "temporal_config.json").exists():
+        if (folder / "temporal_config.json").exists():
+            return _svdiff(bundle, stream_config, name, folder)
+        if kind not in TEMPORAL_MODULES:
+            raise ValueError(f"unknown temporal module in {name!r}; known: {sorted(TEMPORAL_MODULES)}")
+        if kind not in WEIGHTLESS_MODULES:
             raise ValueError(f"{name}: the model has no trained '{kind}' module at {folder}")
-        return _svdiff(bundle, stream_config, name, folder)
+        return _svdiff(bundle, stream_config, name, None, kind)
     if name == "per_frame":
         return _per_frame(bundle, strength=0.6, steps=4)
     raise ValueError(f"unknown method {name!r}; known: {', '.join(available(model_dir))} or svdiff@PATH")

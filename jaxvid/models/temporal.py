@@ -113,6 +113,8 @@ class TemporalShift(nnx.Module):
     """Online temporal shift (TSM): the first ``fraction`` of channels come from the previous
     frame (zeros before the first). Parameter-free."""
 
+    has_weights = False  # nothing to train or load
+
     def __init__(self, cfg: TemporalConfig, dim: int, heads: int, *, kw: dict):
         self.dim = dim
         self.n_shift = max(1, int(dim * cfg.shift_fraction))
@@ -171,6 +173,7 @@ TEMPORAL_MODULES: dict[str, Callable[..., nnx.Module]] = {
     "sliding": SlidingWindowAttention,
     "linear": LinearAttention,
 }
+WEIGHTLESS_MODULES = tuple(k for k, cls in TEMPORAL_MODULES.items() if not getattr(cls, "has_weights", True))
 
 
 def make_temporal_modules(
