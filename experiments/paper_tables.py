@@ -51,17 +51,47 @@ from experiments.common import OUTPUTS, RESULTS, add_output_args  # noqa: E402
 TABLES = ("fve-table1", "fve-table2", "svdiff-table1", "svdiff-fig5", "svdiff-table3", "svdiff-fig7", "svdiff-fig8")
 
 
-def methods_for(table: str, temporal: list[Path]) -> list[str]:
+# the toy world's ablation modules (tools/build_toyworld.py --ablations writes them into --runs),
+# by table; None is the shipped 8x8 positional memory trained on 16-frame videos
+TOY_ABLATIONS = {"svdiff-table3": ["memory-hw1", None, "memory-hw16"], "svdiff-fig7": ["memory-frames4", "memory-frames8", None],
+                 "svdiff-fig8": [None, "memory-initlearned"]}
+LENGTHS = (16, 32, 64, 150)  # SVDiff Fig. 5 on the toy world: frames per clip
+
+
+def methods_for(table: str, temporal: list[Path], runs: Path = Path("runs/toyworld")) -> list[str]:
+    """The method names of a table; with no --temporal folders, the built-in model's modules."""
     if table == "fve-table1":
         return ["fve", "fve-released"]
     if table == "fve-table2":
         return ["fve", "fve-no_bg_masa", "fve-no_cf_masa", "fve-no_reca", "fve-no_tokenflow", "fve-no_blend"]
     if temporal:
         return [f"svdiff@{p}" for p in temporal] + (["svdiff-zero"] if table in ("svdiff-table1", "svdiff-fig5") else [])
+    if table in TOY_ABLATIONS:
+        names = []
+        for name in TOY_ABLATIONS[table]:
+            folder = runs / name / "export" if name else None
+            if folder is not None and not (folder / "temporal_config.json").exists():
+                raise SystemExit(f"{table}: {folder} is missing; train the toy world's ablations with "
+                                 f"`python tools/build_toyworld.py --ablations --runs {runs}` or pass --temporal")
+            names.append(f"svdiff@{folder}" if folder else "svdiff")
+        return names
     from jaxvid.evaluation.methods import available
     from jaxvid.pipelines.default import default_model_dir
 
     return [m for m in available(default_model_dir()) if m.startswith("svdiff")]
+
+
+def run_table(table: str, out: Path, *, dataset: str | None = None, temporal: list[Path] = (),
+              runs: Path = Path("runs/toyworld"), clips: int = 8, frames: int = 16, extra: list[str] = ()) -> None:
+    """One table through ``jaxvid eval`` (resumable); ``extra`` are more ``jaxvid eval`` arguments."""
+    from jaxvid.cli import main as cli
+
+    lengths = [f"toyworld:{max(2, clips // 2)}:{n}" for n in LENGTHS] if table == "svdiff-fig5" else None
+    datasets = [dataset] if dataset else lengths or [f"toyworld:{clips}:{frames}"]
+    for ds in datasets:
+        sub = out / ds.replace(":", "_").replace("/", "_") if len(datasets) > 1 else out
+        if cli(["eval", "--dataset", ds, "--methods", *methods_for(table, list(temporal), runs), "-o", str(sub), *extra]):
+            raise SystemExit(f"jaxvid eval failed for {table} on {ds}")
 
 
 def main() -> None:
@@ -72,29 +102,18 @@ def main() -> None:
     ap.add_argument("--clip", type=Path, help="local CLIP folder (the CLIP metrics need one)")
     ap.add_argument("--dataset", default=None, help="tgve:ROOT, prompts:ROOT or toyworld[:N[:FRAMES]]")
     ap.add_argument("--temporal", type=Path, nargs="*", default=[], help="trained temporal-module folders")
+    ap.add_argument("--runs", type=Path, default=Path("runs/toyworld"),
+                    help="toy world: where tools/build_toyworld.py --ablations trained the ablation modules")
     ap.add_argument("--max-frames", type=int)
     ap.add_argument("--set", action="append", default=[], help="run config overrides (as jaxvid eval --set)")
     add_output_args(ap)
     args = ap.parse_args()
 
-    from jaxvid.cli import main as cli
-
     out = (RESULTS if args.update_results else OUTPUTS) / args.table
-    lengths = {"svdiff-fig5": ["toyworld:4:16", "toyworld:4:32", "toyworld:4:64", "toyworld:4:150"]}
-    datasets = [args.dataset] if args.dataset else lengths.get(args.table, ["toyworld:8:16"])
-    for ds in datasets:
-        sub = out / ds.replace(":", "_").replace("/", "_") if len(datasets) > 1 else out
-        argv = ["eval", "--dataset", ds, "--methods", *methods_for(args.table, args.temporal), "-o", str(sub)]
-        for flag in ("model", "lora", "clip"):
-            if getattr(args, flag):
-                argv += [f"--{flag}", str(getattr(args, flag))]
-        if args.max_frames:
-            argv += ["--max-frames", str(args.max_frames)]
-        for s in args.set:
-            argv += ["--set", s]
-        rc = cli(argv)
-        if rc:
-            raise SystemExit(rc)
+    extra = [a for flag in ("model", "lora", "clip") if getattr(args, flag) for a in (f"--{flag}", str(getattr(args, flag)))]
+    extra += ["--max-frames", str(args.max_frames)] if args.max_frames else []
+    extra += [a for s in args.set for a in ("--set", s)]
+    run_table(args.table, out, dataset=args.dataset, temporal=args.temporal, runs=args.runs, extra=extra)
     (out / "command.json").write_text(json.dumps({"argv": sys.argv}, indent=1))
 
 
