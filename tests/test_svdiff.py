@@ -213,20 +213,28 @@ def test_fully_distilled_lcm_stream():
     assert out.shape == (2, 64, 64, 3)
 
 
-def test_bfloat16_edit_and_stream_keep_shapes_and_dtypes():
-    """bf16 networks (the GPU setting): latent arithmetic stays float32 and the stream state's
-    spec never changes (so the step never recompiles)."""
-    from jaxvid.pipelines.fastvideoedit import FastVideoEditConfig, FastVideoEditor
-
+@pytest.fixture(scope="module")
+def bf16_bundle():
     c = get_config("tiny")
     c.dtype = c.param_dtype = "bfloat16"
-    b = random_bundle(c)
-    video = frames(2, size=128)
-    r = FastVideoEditor(b, FastVideoEditConfig(steps=2, chunk_frames=2, keyframe_interval=2, blend_downsample=2,
-                                               blend_start_step=2)).edit(video, "a red circle", "a blue circle")
+    return random_bundle(c)
+
+
+def test_bfloat16_edit_keeps_float32_latents(bf16_bundle):
+    """bf16 networks (the GPU setting): the latent arithmetic stays float32."""
+    from jaxvid.pipelines.fastvideoedit import FastVideoEditConfig, FastVideoEditor
+
+    video = frames(2, size=64)
+    r = FastVideoEditor(bf16_bundle, FastVideoEditConfig(steps=2, chunk_frames=2, keyframe_interval=2,
+                                                         blend_downsample=2, blend_start_step=2)).edit(
+        video, "a red circle", "a blue circle")
     assert r.frames.shape == video.shape and r.latents.dtype == jnp.float32
-    m = wrap(b.unet, TemporalConfig(), dtype=jnp.bfloat16, param_dtype=jnp.bfloat16)
-    ed = StreamEditor(b, m, "a blue circle", StreamConfig(steps=2, stream_batch=True), height=64, width=64)
+
+
+def test_bfloat16_stream_state_spec_never_changes(bf16_bundle):
+    """bf16 stream: the state's shapes and dtypes never change (so the step never recompiles)."""
+    m = wrap(bf16_bundle.unet, TemporalConfig(), dtype=jnp.bfloat16, param_dtype=jnp.bfloat16)
+    ed = StreamEditor(bf16_bundle, m, "a blue circle", StreamConfig(steps=2, stream_batch=True), height=64, width=64)
     state = ed.init_state()
     spec = jax.tree.map(lambda a: (a.shape, a.dtype), state)
     for f in frames(3):
