@@ -12,7 +12,8 @@ clip boundaries), backward per clip, one Adam step on the memory parameters. The
 takes the text embeddings as given (computed once outside the timing); jaxvid encodes the
 captions inside its step (a negligible cost: one text-encoder call per video). Reports steps/s,
 frames/s, peak memory (XLA's memory analysis for jaxvid; the process's peak RSS on CPU / CUDA's
-peak for PyTorch) and, on GPUs, MFU from XLA's FLOP count of the lowered step. Writes
+peak for PyTorch) and the step's matmul/conv FLOPs (jaxvid/flops.py: every scanned frame counted).
+``--analyze`` only traces an abstract model: the full config's FLOPs on any machine. Writes
 outputs/bench/bench_train_<preset>_<backend>.json (``--update-results``: experiments/results/).
 """
 
@@ -68,8 +69,6 @@ def jax_side(args, ref_unet_cfg):
     lowered = tr._step.lower(state, tr.frozen, gb)
     compiled = lowered.compile()
     compile_s = time.perf_counter() - t0
-    cost = lowered.cost_analysis()
-    cost = cost[0] if isinstance(cost, (list, tuple)) else cost
     mem = compiled.memory_analysis()
     times = []
     for _ in range(args.warmup + args.iters):
@@ -78,9 +77,56 @@ def jax_side(args, ref_unet_cfg):
         jax.block_until_ready(m["loss"])
         times.append(time.perf_counter() - t)
     step = float(np.median(times[args.warmup:]))
-    return {"step_s": step, "compile_s": compile_s, "flops": float(cost.get("flops", 0.0)),
+    return {"step_s": step, "compile_s": compile_s, "flops": step_flops(tr, args),
             "temp_bytes": getattr(mem, "temp_size_in_bytes", None), "argument_bytes": getattr(mem, "argument_size_in_bytes", None),
             "loss": float(m["loss"])}
+
+
+def step_flops(tr, args) -> float:
+    """Matmul/conv FLOPs of one train step with every scanned frame counted (XLA's own cost
+    analysis counts a scan body once: see jaxvid/flops.py)."""
+    from jaxvid.flops import count_flops
+
+    return count_flops(tr.step_fn, *tr.abstract_inputs(args.batch, args.frames, args.size, args.size))
+
+
+def analyze(args) -> dict:
+    """The step of an abstract model (no weights anywhere): FLOPs per step from the traced
+    program, and with ``--compile`` the compiled step's memory analysis. This is how the full
+    config's cost is computed on a machine that cannot run it."""
+    import jax.numpy as jnp
+
+    from jaxvid.models.build import abstract_model
+    from jaxvid.models.clip import CLIPTextConfig, CLIPTextModel
+    from jaxvid.models.temporal import TemporalConfig
+    from jaxvid.models.unet import UNet2DConditionModel, UNetConfig
+    from jaxvid.models.vae import AutoencoderKL, VAEConfig
+    from jaxvid.pipelines.bundle import ModelBundle
+    from jaxvid.schedulers.schedule import make_schedule
+    from jaxvid.sharding import make_mesh
+    from jaxvid.text import default_tokenizer
+    from jaxvid.training.optim import OptimConfig
+    from jaxvid.training.tasks.svdiff import ObjectiveConfig, SVDiffTask
+    from jaxvid.training.trainer import Trainer
+
+    mc = get_config(args.preset)
+    kw = dict(dtype=jnp.dtype(args.dtype), param_dtype=jnp.dtype(args.dtype))
+    bundle = ModelBundle(
+        unet=abstract_model(lambda r: UNet2DConditionModel(UNetConfig.from_dict(dict(mc.unet)), rngs=r, **kw)),
+        vae=abstract_model(lambda r: AutoencoderKL(VAEConfig.from_dict(dict(mc.vae)), rngs=r, **kw)),
+        text_encoder=abstract_model(lambda r: CLIPTextModel(CLIPTextConfig.from_dict(dict(mc.text_encoder)), rngs=r, **kw)),
+        tokenizer=default_tokenizer(), schedule=make_schedule())
+    task = SVDiffTask(bundle, temporal=TemporalConfig(memory_hw=(args.memory, args.memory)),
+                      objective=ObjectiveConfig(clip_frames=args.clip, remat=args.remat))
+    tr = Trainer(task, optim=OptimConfig(), total_steps=1000, mesh=make_mesh({"data": -1}))
+    t0 = time.perf_counter()
+    out = {"flops": step_flops(tr, args), "trace_s": time.perf_counter() - t0}
+    if args.compile:
+        t0 = time.perf_counter()
+        mem = tr.lower(args.batch, args.frames, args.size, args.size).compile().memory_analysis()
+        out |= {"compile_s": time.perf_counter() - t0, "temp_bytes": mem.temp_size_in_bytes,
+                "argument_bytes": mem.argument_size_in_bytes, "output_bytes": mem.output_size_in_bytes}
+    return out
 
 
 def torch_side(args, ucfg):
@@ -166,8 +212,22 @@ def main() -> None:
     ap.add_argument("--warmup", type=int, default=1)
     ap.add_argument("--iters", type=int, default=3)
     ap.add_argument("--no-torch", action="store_true")
+    ap.add_argument("--analyze", action="store_true", help="no run: FLOPs of the traced step of an abstract model "
+                    "(any size, any machine); --compile adds XLA's memory analysis")
+    ap.add_argument("--compile", action="store_true", help="with --analyze: compile too, for the memory analysis")
     add_output_args(ap)
     args = ap.parse_args()
+    if args.analyze:
+        a = analyze(args)
+        print(f"train step, {args.preset} {args.size}px, {args.batch} x {args.frames} frames in clips of {args.clip}, "
+              f"{args.dtype}, remat {args.remat}: {a['flops'] / 1e9:.1f} GFLOP per step "
+              f"({a['flops'] / 1e9 / (args.batch * args.frames):.2f} GFLOP per frame)"
+              + (f", XLA temp {a['temp_bytes'] / 2**30:.1f} GiB + arguments {a['argument_bytes'] / 2**30:.1f} GiB"
+                 if "temp_bytes" in a else ""))
+        path = write_results(f"bench_train_{args.preset}_analysis_{jax.default_backend()}",
+                             {"args": vars(args), "machine": machine(), **a}, update=args.update_results)
+        print(f"wrote {path}")
+        return
     ucfg = dict(get_config(args.preset).unet)
     j = jax_side(args, ucfg)
     t = None if args.no_torch else torch_side(args, ucfg)

@@ -207,7 +207,11 @@ def train_section(args, unet, parts):
         jax.block_until_ready(m["loss"])
         times.append(time.perf_counter() - t)
     step_ms = float(np.median(times[1:] if len(times) > 1 else times) * 1e3)
-    fl = flops_of(lowered)  # fused (cuDNN) attention is opaque here: a lower bound on the model's FLOPs
+    # every scanned frame counted (XLA's cost analysis counts a scan body once); fused cuDNN
+    # attention is opaque to the count, so with it this is a lower bound
+    from jaxvid.flops import count_flops
+
+    fl = count_flops(tr.step_fn, state, tr.frozen, gb)
     memory = {k: getattr(mem, k) for k in ("argument_size_in_bytes", "output_size_in_bytes", "temp_size_in_bytes",
                                            "generated_code_size_in_bytes") if mem is not None and hasattr(mem, k)}
     return {"frames": frames, "clip_frames": min(8, frames), "batch": 1, "compile_s": compile_s, "step_ms": step_ms,

@@ -74,12 +74,12 @@ def _svdiff(bundle, stream_config, name: str, folder: Path | None, kind: str = "
                                         height=h, width=w)
         ed = editors[key]
         state, outs = ed.init_state(), []
-        if (h, w) not in gflops:  # XLA's FLOP count of one step (lowered only: nothing compiles)
+        if (h, w) not in gflops:  # FLOPs of one step, every denoising step counted (traced only)
             import jax
 
-            cost = jax.jit(ed.step_fn()).lower(state, jax.ShapeDtypeStruct((h, w, 3), np.float32)).cost_analysis()
-            cost = cost[0] if isinstance(cost, (list, tuple)) else cost
-            gflops[(h, w)] = float(cost.get("flops", 0.0)) / 1e9
+            from jaxvid.flops import count_flops
+
+            gflops[(h, w)] = count_flops(ed.step_fn(), state, jax.ShapeDtypeStruct((h, w, 3), np.float32)) / 1e9
         t0 = time.perf_counter()
         for f in item.frames:
             out, ok, state = ed.step(state, f)

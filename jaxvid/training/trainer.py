@@ -41,7 +41,11 @@ class Trainer:
         self.tx = make_optimizer(optim, total_steps)
         self.learning_rate = learning_rate(optim, total_steps)
         self.frozen_shardings = param_shardings(task.frozen, mesh)
-        self.frozen = jax.device_put(task.frozen, self.frozen_shardings)  # no-op for arrays loaded in place
+        # no-op for arrays loaded in place; an abstract model (ShapeDtypeStruct leaves) stays abstract,
+        # so its step can be lowered and analysed without any weights (see :meth:`lower`)
+        self.frozen = jax.tree.map(
+            lambda a, s: jax.ShapeDtypeStruct(a.shape, a.dtype, sharding=s) if isinstance(a, jax.ShapeDtypeStruct)
+            else jax.device_put(a, s), task.frozen, self.frozen_shardings)
 
         def init(key_data: jax.Array) -> TrainState:
             params = task.init_params(key_data)
@@ -67,6 +71,25 @@ class Trainer:
         shapes = jax.eval_shape(self._init, jax.random.key_data(jax.random.key(0)))
         return jax.tree.map(lambda a, s: jax.ShapeDtypeStruct(a.shape, a.dtype, sharding=s), shapes,
                             self.state_shardings)
+
+    def abstract_inputs(self, batch_size: int, frames: int, height: int, width: int) -> tuple:
+        """``(state, frozen, batch)`` of the train step as shapes (the frozen weights as they are)."""
+        s = self.batch_shardings()
+        ids = getattr(self.task, "uncond_ids", jnp.zeros(77)).shape[-1]  # the text encoder's window
+        batch = {"video": jax.ShapeDtypeStruct((batch_size, frames, height, width, 3), jnp.uint8, sharding=s["video"]),
+                 "ids": jax.ShapeDtypeStruct((batch_size, ids), jnp.int32, sharding=s["ids"])}
+        return self.abstract_state(), self.frozen, batch
+
+    def lower(self, batch_size: int, frames: int, height: int, width: int):
+        """The train step lowered for abstract inputs (nothing allocated, nothing run); after
+        ``.compile()``, XLA's memory analysis. (FLOPs: ``jaxvid.flops.count_flops`` of
+        ``step_fn`` on :meth:`abstract_inputs` — XLA's cost analysis counts a scan body once.)"""
+        return self._step.lower(*self.abstract_inputs(batch_size, frames, height, width))
+
+    @property
+    def step_fn(self):
+        """The pure train step ``(state, frozen, batch) -> (state, metrics)`` (not jitted)."""
+        return self._step_fn
 
     def _step_fn(self, state: TrainState, frozen, batch: dict) -> tuple[TrainState, dict]:
         TRACES["step"] += 1  # counts compilations
