@@ -105,18 +105,22 @@ def loss_and_grads(trainable, frozen, batch: dict, key: jax.Array, *, graphs: Gr
         fresh = model.init_state(B, latent_hw)
         state = jax.tree.map(lambda a, b: jnp.where(k == 0, a, b), fresh, carried)
 
+        def denoise(state, noisy):
+            return model(noisy, t, context, state, remat=block_remat)
+
+        if cfg.remat == "frame":  # only the UNet call: the frozen VAE encode is not worth recomputing
+            denoise = jax.checkpoint(denoise, policy=getattr(jax.checkpoint_policies, cfg.remat_policy))
+
         def frame_step(state, inp):
             frame, fkey = inp
             k_enc, k_noise = jax.random.split(fkey)
             pixels = frame.astype(jnp.float32) / 127.5 - 1.0
             z0 = jax.lax.stop_gradient(encode_latents(vae, pixels, k_enc).astype(jnp.float32))
             noise = jax.random.normal(k_noise, z0.shape, jnp.float32)
-            pred, state = model(add_noise(schedule, z0, noise, t), t, context, state, remat=block_remat)
+            pred, state = denoise(state, add_noise(schedule, z0, noise, t))
             err = (pred.astype(jnp.float32) - training_target(schedule, z0, noise, t)) ** 2
             return state, jnp.mean(err, axis=(1, 2, 3))
 
-        if cfg.remat == "frame":
-            frame_step = jax.checkpoint(frame_step, policy=getattr(jax.checkpoint_policies, cfg.remat_policy))
         state, losses = jax.lax.scan(frame_step, state, (clip, jax.random.split(clip_key, L)))
         per_video = losses.mean(axis=0)
         return per_video.mean(), (state, per_video)
