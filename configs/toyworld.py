@@ -10,7 +10,7 @@ all of them and assembles the built-in model):
     jaxvid train --config configs/toyworld.py:svdiff,memory,hw=16 ...      # ablations: hw=, init=, frames=
 
 The model: 64x64 RGB frames; an AutoencoderKL with 3 levels (4x downsampling, 16x16x4 latents);
-a UNet2DConditionModel with levels (64, 128, 128), attention at 16x16 and 8x8 (7 transformer
+a UNet2DConditionModel with levels (32, 64, 64), attention at 16x16 and 8x8 (7 transformer
 blocks); a 2-layer, 64-wide CLIP text encoder over the real CLIP BPE (49,408 tokens). Everything
 is the diffusers/transformers architecture, so the folder loads in PyTorch too.
 """

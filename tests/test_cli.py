@@ -20,6 +20,14 @@ def _video(path, n=8, h=64, w=96, fps=8):
     return write_video(path, f, fps=fps)
 
 
+def _dims(path) -> tuple[int, int]:
+    """(height, width) the file was written at."""
+    import av
+
+    with av.open(str(path)) as c:
+        return c.streams.video[0].height, c.streams.video[0].width
+
+
 def _run_cli(args, stdin: bytes = b"", env=None):
     return subprocess.run([sys.executable, "-m", "jaxvid.cli", *args], input=stdin, capture_output=True, timeout=600,
                           env={**os.environ, **(env or {})})
@@ -53,8 +61,8 @@ def test_every_option_has_help_and_version(capsys):
 def test_generate_default_model(tmp_path, capsys):
     out = tmp_path / "a.png"
     assert main(["generate", "--steps", "2", "-o", str(out)]) == 0
-    assert np.asarray(Image.open(out)).shape == (128, 128, 3)
-    assert "RANDOM" in capsys.readouterr().err
+    assert np.asarray(Image.open(out)).shape == (64, 64, 3)  # the built-in model's own size
+    assert "built-in toy-world model" in capsys.readouterr().err
 
 
 def test_generate_model_folder_img2img_and_lora(tiny_model_dir, tmp_path):
@@ -187,20 +195,21 @@ def test_stream_file_and_drop_policy(tmp_path, capsys):
     assert len(read_video(out, height=64, width=64)) == 6
     err = capsys.readouterr().err
     assert "wrote 6 frames" in err and "at 10 fps" in err and "first frame in" in err
-    assert "edited independently" in err  # the untrained memory starts as an identity
-    assert main(["stream", "--input", str(src), "--prompt", "a blue circle", "--steps", "2", "--size", "64",
+    assert "using the built-in model's trained memory module" in err
+    assert main(["stream", "--input", str(src), "--prompt", "a blue circle", "--steps", "2", "--size", "48x80",
                  "--policy", "drop", "--temporal", "shift", "-o", str(tmp_path / "d.mp4")]) == 0
     err = capsys.readouterr().err
     assert "'drop' policy" in err and "temporal shift has no weights" in err
+    assert _dims(tmp_path / "d.mp4") == (48, 80)  # not square
 
 
 def test_stream_batch_writes_exactly_max_frames(tmp_path, capsys):
     src = _video(tmp_path / "in.mp4", n=8)
     out = tmp_path / "b.mp4"
-    assert main(["stream", str(src), "--prompt", "a blue circle", "--steps", "3", "--stream-batch", "--size", "64",
+    assert main(["stream", str(src), "--prompt", "a blue circle", "--steps", "3", "--stream-batch", "--size", "80x48",
                  "--guidance-mode", "rcfg", "--max-frames", "4", "-o", str(out)]) == 0
     assert "wrote 4 frames" in capsys.readouterr().err  # frames in flight are flushed, no more
-    assert len(read_video(out, height=64, width=64)) == 4
+    assert _dims(out) == (80, 48) and len(read_video(out, height=80, width=48)) == 4
 
 
 def test_stream_raw_stdin_pipe_and_fps(tmp_path):

@@ -35,7 +35,7 @@ def add_parser(sub) -> None:
                     "(default: empty)")
     st.add_argument("--negative-prompt", help="the unconditional branch's prompt under CFG (default: empty)")
     st.add_argument("--memory", type=Path, help="trained temporal-module folder (jaxvid train / save_temporal); "
-                    "default: untrained modules")
+                    "default: the built-in model's trained module, else untrained modules")
     st.add_argument("--temporal", choices=sorted(TEMPORAL_MODULES),
                     help="temporal module when no --memory is given (default: memory)")
     st.add_argument("--inversion", choices=MODES, help="how a frame reaches the first timestep (default: lcm)")
@@ -50,7 +50,7 @@ def add_parser(sub) -> None:
     st.add_argument("--stream-batch", action="store_true", help="all denoising steps of successive frames in one "
                     "UNet call (output delayed by steps-1 frames)")
     st.add_argument("--tiny-vae", type=Path, help="AutoencoderTiny (TAESD) folder for fast encode/decode")
-    st.add_argument("--size", type=size, help="N or HxW pixels (default: 512; 128 on the built-in model)")
+    st.add_argument("--size", type=size, help="N or HxW pixels (default: the model's size: 512 for SD1.5, 64 for the built-in model)")
     st.add_argument("--policy", choices=["queue", "drop"], help="input faster than processing: keep every frame "
                     "or only the newest (default: queue)")
     st.add_argument("--max-frames", type=positive_int, help="stop after writing this many frames")
@@ -118,7 +118,9 @@ def run(args: argparse.Namespace) -> int:
     check_prompts(spec, {"prompt": args.prompt}, [stream_cfg.source_prompt, stream_cfg.negative_prompt])
     if args.tiny_vae is not None and not args.tiny_vae.is_dir():
         raise FileNotFoundError(f"tiny VAE folder not found: {args.tiny_vae}")
-    memory = args.memory or (default_temporal(tcfg.kind) if args.model is None else None)
+    # the built-in model's trained module of the asked kind, unless its shape was overridden
+    reshaped = any(item.startswith("temporal.") and not item.startswith("temporal.kind=") for item in args.set)
+    memory = args.memory or (default_temporal(tcfg.kind) if args.model is None and not reshaped else None)
     if memory and not args.memory:
         tcfg = read_temporal_config(memory)
     source = open_source(spec_in, height, width, args.input_size)
