@@ -19,11 +19,16 @@ Paper setup (what the paper states, and what jaxvid chose where it is silent):
   dropout 0.1, bf16 compute with float32 trainable weights and float32 memory state, remat of
   each frame's UNet call.
 
-Memory and time per step (from XLA's memory and cost analysis of the compiled step, measured with
-``experiments/bench_train.py`` on one GPU; see docs/benchmarks.md for the numbers, the card and
-the command): one step processes 64 frames x batch; with ``mesh.data=8`` each GPU holds one video
-and the per-GPU memory and step time equal the single-GPU numbers for batch 1, plus one
-all-reduce of the 50M trainable parameters' gradients per step.
+Cost per step, computed (not guessed) by tracing the full config's step on an abstract model:
+``python experiments/bench_train.py --analyze --preset sd15 --size 512 --frames 64 --clip 8
+--batch 1 --memory 8 --dtype bfloat16 --remat frame``. One 64-frame video: 285 TFLOP (4.45 TFLOP
+per frame: VAE encode, UNet + memory forward, the backward to the memory, and the per-frame
+rematerialised forward; 219 TFLOP without remat). On one H200 (989 dense bf16 TFLOP/s) at the
+8.8-28% MFU jaxvid's SD1.5 UNet forward reached there (batch 1 and 8, docs/benchmarks.md) that is
+1.0-3.3 s per video, so 20k steps of batch 8 on 8 such GPUs: 6-18 h. With ``mesh.data=8`` each
+GPU holds one video: the per-GPU step equals the batch-1 step plus one all-reduce of the 50M
+trainable parameters' gradients. The step itself and its memory (``--analyze --compile`` gives
+XLA's memory analysis) have not yet been measured on a GPU.
 """
 
 from __future__ import annotations
