@@ -33,9 +33,7 @@ lint: setup
 ## CPU benchmarks against PyTorch (tiny configs). Results go to outputs/bench; add
 ## BENCH_ARGS=--update-results to rewrite the committed experiments/results (see docs/benchmarks.md).
 bench: setup
-	$(BIN)/python experiments/bench_unet.py --preset tiny --batches 1 2 4 8 --iters 10 $(BENCH_ARGS)
-	$(BIN)/python experiments/bench_fastvideoedit.py --preset tiny --frames 32 --steps 15 --iters 2 $(BENCH_ARGS)
-	$(BIN)/python experiments/bench_stream.py --preset tiny --size 128 --frames 24 $(BENCH_ARGS)
+	PYTHON=$(BIN)/python experiments/cpu_suite.sh $(BENCH_ARGS)
 
 ## Train the built-in toy-world model from scratch and assemble jaxvid/assets/toyworld (docs/toyworld.md).
 toyworld: setup

@@ -193,7 +193,7 @@ def main() -> None:
           f"torch/jaxvid {p / j:.2f}")
     path = write_results(
         f"bench_fastvideoedit_{args.preset}_{args.dtype}_{jax.default_backend()}"
-        f"{'_tokenflow' if args.tokenflow else '_chunks'}",
+        f"{'_tokenflow' if args.tokenflow else '_chunks'}_{args.attention}",
         {"args": vars(args), "machine": machine(), "torch": torch.__version__, "jaxvid_s": jt, "torch_s": tt,
          "jaxvid_first_call_s": first, "torch_over_jaxvid": p / j},
         update=args.update_results,

@@ -164,7 +164,7 @@ def main() -> None:
                          "torch_same_work": memory or kind == "none"})
             print(f"{kind:>8} {mode:>12} {1 / j:>10.1f} {1 / p:>10.1f} {p / j:>12.2f} {j * 1e3:>10.1f} {p * 1e3:>12.1f}",
                   flush=True)
-    path = write_results(f"bench_stream_{args.preset}_{args.dtype}_{jax.default_backend()}",
+    path = write_results(f"bench_stream_{args.preset}_{args.dtype}_{jax.default_backend()}_{args.attention}",
                          {"args": vars(args), "machine": machine(), "torch": torch.__version__, "rows": rows}, update=args.update_results)
     print(f"wrote {path}")
 

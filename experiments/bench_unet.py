@@ -84,7 +84,7 @@ def main() -> None:
         rows.append({"batch": b, "jaxvid": j, "torch": p, "torch_over_jaxvid": ratio, "max_abs_diff": diff})
         print(f"{b:>5} {j['median_ms']:>10.1f} {p['median_ms']:>10.1f} {ratio:>12.2f} {diff:>10.2e}", flush=True)
 
-    name = f"bench_unet_{args.preset}_{args.dtype}_{jax.default_backend()}"
+    name = f"bench_unet_{args.preset}_{args.dtype}_{jax.default_backend()}_{args.attention}"
     path = write_results(name, {"args": vars(args), "latent": latent, "machine": machine(),
                                 "torch": torch.__version__, "torch_threads": torch.get_num_threads(), "rows": rows}, update=args.update_results)
     print(f"wrote {path}")
