@@ -13,7 +13,7 @@ for k in xla auto; do
   $PY experiments/bench_unet.py --preset sd15 --batches 1 --warmup 1 --iters 3 --attention $k "${U[@]}"
   $PY experiments/bench_fastvideoedit.py --preset tiny --frames 32 --steps 15 --iters 2 --attention $k "${U[@]}"
   $PY experiments/bench_fastvideoedit.py --preset tiny --frames 32 --steps 15 --iters 2 --no-tokenflow --attention $k "${U[@]}"
-  $PY experiments/bench_stream.py --preset tiny --size 128 --frames 24 --kinds memory window --attention $k "${U[@]}"
+  $PY experiments/bench_stream.py --preset tiny --size 128 --frames 24 --kinds memory window --modes lcm --attention $k "${U[@]}"
 done
 $PY experiments/bench_ops.py "${U[@]}"
 $PY experiments/bench_train.py "${U[@]}"
