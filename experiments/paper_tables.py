@@ -52,9 +52,11 @@ TABLES = ("fve-table1", "fve-table2", "svdiff-table1", "svdiff-fig5", "svdiff-ta
 
 
 # the toy world's ablation modules (tools/build_toyworld.py --ablations writes them into --runs),
-# by table; None is the shipped 8x8 positional memory trained on 16-frame videos
-TOY_ABLATIONS = {"svdiff-table3": ["memory-hw1", None, "memory-hw16"], "svdiff-fig7": ["memory-frames4", "memory-frames8", None],
-                 "svdiff-fig8": [None, "memory-initlearned"]}
+# by table, all trained for the same number of steps; memory-hw8 (8x8, positional, 16-frame
+# videos: the shipped memory's settings) is each table's reference
+TOY_ABLATIONS = {"svdiff-table3": ["memory-hw1", "memory-hw8", "memory-hw16"],
+                 "svdiff-fig7": ["memory-frames4", "memory-frames8", "memory-hw8"],
+                 "svdiff-fig8": ["memory-hw8", "memory-initlearned"]}
 LENGTHS = (16, 32, 64, 150)  # SVDiff Fig. 5 on the toy world: frames per clip
 
 
@@ -69,11 +71,11 @@ def methods_for(table: str, temporal: list[Path], runs: Path = Path("runs/toywor
     if table in TOY_ABLATIONS:
         names = []
         for name in TOY_ABLATIONS[table]:
-            folder = runs / name / "export" if name else None
-            if folder is not None and not (folder / "temporal_config.json").exists():
+            folder = runs / name / "export"
+            if not (folder / "temporal_config.json").exists():
                 raise SystemExit(f"{table}: {folder} is missing; train the toy world's ablations with "
                                  f"`python tools/build_toyworld.py --ablations --runs {runs}` or pass --temporal")
-            names.append(f"svdiff@{folder}" if folder else "svdiff")
+            names.append(f"svdiff@{folder}")
         return names
     from jaxvid.evaluation.methods import available
     from jaxvid.pipelines.default import default_model_dir
