@@ -79,8 +79,8 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
     elif stage == "svdiff":
         kind = mods[0] if mods and "=" not in mods[0] else "memory"
         opts = dict(m.split("=", 1) for m in mods if "=" in m)  # ablations: hw=N, init=NAME, frames=N
-        c = _common(steps=300 if kind == "memory" and not opts else 150, batch=2, frames=int(opts.get("frames", 16)),
-                    lr=1e-3)
+        steps = 100 if opts else 300 if kind == "memory" else 150  # ablations: short, all alike
+        c = _common(steps=steps, batch=2, frames=int(opts.get("frames", 16)), lr=1e-3)
         c.task = "svdiff"
         c.model = ml_collections.ConfigDict(dict(path=f"{RUNS}/t2i/export", preset="", dtype="float32",
                                                  attention="auto", lora=f"{RUNS}/lcm/export"))
