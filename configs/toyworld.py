@@ -82,6 +82,8 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
         steps = 100 if opts else 300 if kind == "memory" else 150  # ablations: short, all alike
         c = _common(steps=steps, batch=2, frames=int(opts.get("frames", 16)), lr=1e-3)
         c.task = "svdiff"
+        if opts:
+            c.optim.warmup_steps = 20  # a fifth of the short ablation runs
         c.model = ml_collections.ConfigDict(dict(path=f"{RUNS}/t2i/export", preset="", dtype="float32",
                                                  attention="auto", lora=f"{RUNS}/lcm/export"))
         hw = int(opts.get("hw", 8))
