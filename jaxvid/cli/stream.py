@@ -45,8 +45,8 @@ def add_parser(sub) -> None:
     st.add_argument("--guidance-mode", choices=GUIDANCE_MODES, help="cfg: conditional + unconditional rows with "
                     "their own memories (the paper); rcfg: residual CFG, no unconditional row; embedding: a distilled "
                     "LCM's guidance embedding; auto: embedding on distilled LCMs, else cfg (default: auto)")
-    st.add_argument("--noise", choices=NOISE_MODES, help="fresh noise every frame, or one fixed noise for all "
-                    "(default: fresh)")
+    st.add_argument("--noise", choices=NOISE_MODES, help="one fixed noise for all frames, or fresh noise every "
+                    "frame (default: fixed: steadier, measured in docs/svdiff.md)")
     st.add_argument("--stream-batch", action="store_true", help="all denoising steps of successive frames in one "
                     "UNet call (output delayed by steps-1 frames)")
     st.add_argument("--tiny-vae", type=Path, help="AutoencoderTiny (TAESD) folder for fast encode/decode")
