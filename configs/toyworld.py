@@ -79,11 +79,11 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
     elif stage == "svdiff":
         kind = mods[0] if mods and "=" not in mods[0] else "memory"
         opts = dict(m.split("=", 1) for m in mods if "=" in m)  # ablations: hw=N, init=NAME, frames=N
-        steps = 100 if opts else 300 if kind == "memory" else 150  # ablations: short, all alike
+        steps = 60 if opts else 300 if kind == "memory" else 150  # ablations: short, all alike
         c = _common(steps=steps, batch=2, frames=int(opts.get("frames", 16)), lr=1e-3)
         c.task = "svdiff"
         if opts:
-            c.optim.warmup_steps = 20  # a fifth of the short ablation runs
+            c.optim.warmup_steps = 12  # a fifth of the short ablation runs
         c.model = ml_collections.ConfigDict(dict(path=f"{RUNS}/t2i/export", preset="", dtype="float32",
                                                  attention="auto", lora=f"{RUNS}/lcm/export"))
         hw = int(opts.get("hw", 8))
