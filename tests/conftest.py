@@ -13,6 +13,11 @@ os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 # Share XLA compilations between tests (and test runs): many tests compile the same programs.
 os.environ.setdefault("JAX_COMPILATION_CACHE_DIR", os.path.expanduser("~/.cache/jaxvid/xla-tests"))
 os.environ.setdefault("JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS", "0.5")
+# The suite's time is mostly XLA compiling tiny programs: LLVM's -O0 compiles them ~1.5x faster
+# (measured on the stream tests: 170 s -> 116 s cold). It changes no arithmetic (XLA:CPU runs
+# without fast-math at every level); subprocesses inherit it.
+if "--xla_backend_optimization_level" not in os.environ.get("XLA_FLAGS", ""):
+    os.environ["XLA_FLAGS"] = (os.environ.get("XLA_FLAGS", "") + " --xla_backend_optimization_level=0").strip()
 
 import numpy as np
 import pytest

@@ -246,7 +246,7 @@ def test_stream_ctrl_c_keeps_every_processed_frame(tmp_path):
         while b"3frame" not in log.read_bytes() and time.time() < deadline and p.poll() is None:
             time.sleep(0.5)
         p.send_signal(signal.SIGINT)
-        p.wait(timeout=120)
+        p.wait(timeout=300)
         p.stdin.close()
     assert p.returncode == 0, log.read_bytes()[-2000:]
     assert b"interrupted" in log.read_bytes()

@@ -116,6 +116,7 @@ def test_bad_prompts(bundle, z0):
         FastVideoEditor(bundle, dataclasses.replace(BASE, blend_words=("purple",))).edit_latents(z0, SRC, TGT)
 
 
+@pytest.mark.slow  # the embedding path itself is covered by test_guidance_modes_compute_what_they_claim
 def test_fully_distilled_lcm(z0):
     """On a guidance-embedding LCM (no CFG pairs) the identity invariant still holds when both
     branches use the same guidance, and a real edit runs."""

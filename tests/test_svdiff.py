@@ -123,7 +123,7 @@ def test_scan_over_frames_equals_python_loop(bundle):
     assert np.abs(np.asarray(scanned).astype(int) - loop.astype(int)).max() <= 1
 
 
-@pytest.mark.parametrize("mode", ["lcm", "consistency"])
+@pytest.mark.parametrize("mode", [pytest.param("lcm", marks=pytest.mark.slow), "consistency"])  # same mechanism
 def test_stream_batch_equals_sequential(bundle, mode):
     """k steps of k successive frames in one UNet call give the same frames, k-1 frames later."""
     model = temporal_unet(bundle, "memory", perturb=0.05)

@@ -154,7 +154,9 @@ def run(args: argparse.Namespace) -> int:
                 stats.frame(starts.popleft())
                 if bar is None:
                     console.print(f"first frame in {stats.first_s:.1f}s (includes compiling the stream step)")
-                    bar = tqdm(total=total, initial=1, desc="streaming", unit="frame")
+                    # every frame redraws the line (frames are slow enough), so a reader of the log
+                    # sees each count: tqdm's adaptive skipping would hide the last ones
+                    bar = tqdm(total=total, initial=1, desc="streaming", unit="frame", miniters=1, mininterval=0)
                 else:
                     bar.set_postfix(fps=f"{stats.fps:.1f}", latency_ms=f"{stats.latency_ms:.0f}",
                                     dropped=reader.dropped)
