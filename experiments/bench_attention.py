@@ -11,29 +11,22 @@ per frame with CFG (2, 4096, 8, 40). Writes outputs/bench/bench_attention_<backe
 
 from __future__ import annotations
 
-import statistics
 import sys
-import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 import jax  # noqa: E402
 
-from experiments.common import add_output_args, machine, write_results  # noqa: E402
+from experiments.common import add_output_args, machine, time_calls, write_results  # noqa: E402
 from jaxvid.models.attention import get_attention_kernel  # noqa: E402
 
 SHAPES = [(6, 2048, 4, 8), (6, 2048, 8, 40), (2, 4096, 8, 40)]
 
 
-def timed(fn, sync, iters=5):
-    sync(fn())
-    ts = []
-    for _ in range(iters):
-        t = time.perf_counter()
-        sync(fn())
-        ts.append((time.perf_counter() - t) * 1e3)
-    return statistics.median(ts)
+def timed(fn, sync, iters=5) -> float:
+    """Median ms after one warm-up call (common.time_calls)."""
+    return time_calls(fn, warmup=1, iters=iters, sync=sync)["median_ms"]
 
 
 def main() -> None:

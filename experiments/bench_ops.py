@@ -13,9 +13,7 @@ outputs/bench/bench_ops_cpu.json (``--update-results``: experiments/results/).
 from __future__ import annotations
 
 import argparse
-import statistics
 import sys
-import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
@@ -24,21 +22,16 @@ import jax  # noqa: E402
 import jax.numpy as jnp  # noqa: E402
 import numpy as np  # noqa: E402
 
-from experiments.common import add_output_args, machine, write_results  # noqa: E402
+from experiments.common import add_output_args, machine, time_calls, write_results  # noqa: E402
 
 # (side, channels, uses per forward) of SD1.5's four levels at 512x512
 LEVELS = [(64, 320, 5), (32, 640, 5), (16, 1280, 5), (8, 1280, 7)]
 ATTN = [(4096, 8, 40, 3 + 3), (1024, 8, 80, 2 + 3), (256, 8, 160, 2 + 3 + 1)]  # tokens, heads, head dim, uses
 
 
-def timed(fn, sync, iters=5):
-    sync(fn())
-    ts = []
-    for _ in range(iters):
-        t = time.perf_counter()
-        sync(fn())
-        ts.append((time.perf_counter() - t) * 1e3)
-    return statistics.median(ts)
+def timed(fn, sync, iters=5) -> float:
+    """Median ms after one warm-up call (common.time_calls)."""
+    return time_calls(fn, warmup=1, iters=iters, sync=sync)["median_ms"]
 
 
 def main() -> None:
