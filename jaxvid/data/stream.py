@@ -168,7 +168,10 @@ class ThreadedSource:
 
     def __iter__(self):
         while True:
-            item = self._q.get()
+            try:  # a timed wait: Ctrl-C is handled even while a live source sends nothing
+                item = self._q.get(timeout=0.1)
+            except queue.Empty:
+                continue
             if item is _END:
                 if self._error is not None:
                     raise self._error
