@@ -63,8 +63,7 @@ def jax_side(args, ref_unet_cfg):
     batch = {"video": rng.integers(0, 255, (args.batch, args.frames, args.size, args.size, 3), dtype=np.uint8),
              "ids": np.tile(np.asarray(task.uncond_ids), (args.batch, 1))}
     state = tr.init(0)
-    shard = tr.batch_shardings()
-    gb = {k: jax.make_array_from_process_local_data(shard[k], batch[k]) for k in batch}
+    gb = tr.global_batch(batch)
     t0 = time.perf_counter()
     lowered = tr._step.lower(state, tr.frozen, gb)
     compiled = lowered.compile()

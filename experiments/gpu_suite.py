@@ -193,8 +193,7 @@ def train_section(args, unet, parts):
     batch = {"video": rng.integers(0, 255, (1, frames, args.size, args.size, 3), dtype=np.uint8),
              "ids": np.tile(np.asarray(task.uncond_ids), (1, 1))}
     state = tr.init(0)
-    shard = tr.batch_shardings()
-    gb = {k: jax.make_array_from_process_local_data(shard[k], batch[k]) for k in batch}
+    gb = tr.global_batch(batch)
     t = time.perf_counter()
     lowered = tr._step.lower(state, tr.frozen, gb)
     compiled = lowered.compile()

@@ -107,10 +107,12 @@ class Trainer:
     def step(self, state: TrainState, batch: dict) -> tuple[TrainState, dict]:
         """One optimizer step on a process-local batch (numpy); it is assembled into global
         arrays sharded over the mesh (each process contributes its own rows)."""
+        return self._step(state, self.frozen, self.global_batch(batch))
+
+    def global_batch(self, batch: dict) -> dict:
+        """A process-local numpy batch as global arrays sharded over the mesh."""
         shardings = self.batch_shardings()
-        global_batch = {k: jax.make_array_from_process_local_data(shardings[k], np.asarray(batch[k]))
-                        for k in ("video", "ids")}
-        return self._step(state, self.frozen, global_batch)
+        return {k: jax.make_array_from_process_local_data(shardings[k], np.asarray(batch[k])) for k in ("video", "ids")}
 
     def host_params(self, state: TrainState) -> Any:
         """The trainable parameters as host arrays (gathered across processes if needed)."""
