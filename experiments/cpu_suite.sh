@@ -18,3 +18,4 @@ done
 $PY experiments/bench_ops.py "${U[@]}"
 $PY experiments/bench_train.py "${U[@]}"
 $PY experiments/bench_load.py "${U[@]}"
+$PY experiments/cpu_table.py $([ "${1:-}" = --update-results ] && echo --results)

@@ -5,6 +5,7 @@ import json
 import os
 import subprocess
 import sys
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -238,18 +239,27 @@ def test_stream_ctrl_c_keeps_every_processed_frame(tmp_path):
     import time
 
     out, log = tmp_path / "c.gif", tmp_path / "err.txt"
-    with open(log, "wb") as err:
-        p = subprocess.Popen([sys.executable, "-m", "jaxvid.cli", "stream", "--input", "-", "--input-size", "64x64",
-                              "--size", "64", "--prompt", "a blue circle", "--steps", "2", "--inversion", "noise",
-                              "-o", str(out)], stdin=subprocess.PIPE, stderr=err)
+    with open(log, "wb") as err:  # -X faulthandler: SIGABRT makes a hung child print every thread's stack
+        p = subprocess.Popen([sys.executable, "-X", "faulthandler", "-m", "jaxvid.cli", "stream", "--input", "-",
+                              "--input-size", "64x64", "--size", "64", "--prompt", "a blue circle", "--steps", "2",
+                              "--inversion", "noise", "-o", str(out)], stdin=subprocess.PIPE, stderr=err)
         p.stdin.write((np.random.default_rng(0).random((3, 64, 64, 3)) * 255).astype(np.uint8).tobytes())
         p.stdin.flush()  # the pipe stays open: the stream is live when Ctrl-C arrives
         deadline = time.time() + 300
         while b"3frame" not in log.read_bytes() and time.time() < deadline and p.poll() is None:
             time.sleep(0.5)
         p.send_signal(signal.SIGINT)
-        p.wait(timeout=300)
-        p.stdin.close()
+        try:
+            p.wait(timeout=60)  # it exits in ~1 s
+        except subprocess.TimeoutExpired:
+            status = Path(f"/proc/{p.pid}/status")
+            sig = [ln for ln in status.read_text().splitlines() if ln.startswith("Sig")] if status.exists() else []
+            p.send_signal(signal.SIGABRT)
+            p.wait(timeout=60)
+            pytest.fail(f"no exit 60 s after SIGINT; child's signal masks {sig}; its stderr:\n"
+                        + log.read_bytes()[-6000:].decode(errors="replace"))
+        finally:
+            p.stdin.close()
     assert p.returncode == 0, log.read_bytes()[-2000:]
     assert b"interrupted" in log.read_bytes()
     assert Image.open(out).n_frames == 3

@@ -2,7 +2,6 @@
 compile-once, NaN handling, exact resume across processes, and the trained memory in ``stream``."""
 
 import json
-import os
 import subprocess
 import sys
 from pathlib import Path
@@ -157,13 +156,12 @@ def test_remat_per_frame(trained, micro):
         np.testing.assert_allclose(np.asarray(a), np.asarray(b), rtol=1e-4, atol=1e-7)
 
 
-def _train_cli(workdir, steps, *extra, env=None):
-    cmd = [sys.executable, "-m", "jaxvid.cli", "train", "--config", str(ROOT / "configs/svdiff_train.py:tiny"),
-           "--workdir", str(workdir), f"--config.steps={steps}",
-           "--config.data.size=(16, 16)", "--config.data.frames=4", "--config.objective.clip_frames=2",
-           "--config.temporal.memory_hw=(2, 2)", "--config.checkpoint_every=3", "--config.log_every=1",
-           "--config.sample.every=0", "--config.optim.learning_rate=0.01", *extra]
-    return subprocess.run(cmd, capture_output=True, timeout=900, env={**os.environ, **(env or {})})
+def _train_args(workdir, steps, *extra):
+    return ["train", "--config", str(ROOT / "configs/svdiff_train.py:tiny"),
+            "--workdir", str(workdir), f"--config.steps={steps}",
+            "--config.data.size=(16, 16)", "--config.data.frames=4", "--config.objective.clip_frames=2",
+            "--config.temporal.memory_hw=(2, 2)", "--config.checkpoint_every=3", "--config.log_every=1",
+            "--config.sample.every=0", "--config.optim.learning_rate=0.01", *extra]
 
 
 def _losses(workdir):
@@ -171,31 +169,34 @@ def _losses(workdir):
 
 
 def test_kill_and_resume_is_bit_identical_and_the_memory_loads_into_stream(tmp_path, micro):
-    """6 steps straight vs 3, a new process, 3 more: the same losses bit for bit (state, RNG and
-    data position all come back); the exported memory changes what ``jaxvid stream`` writes."""
+    """6 steps straight vs 3, then 3 more in a new process: the same losses bit for bit (state,
+    RNG and data position all come back); the exported memory changes what ``jaxvid stream``
+    writes. Only the resume runs in a subprocess (a process start costs ~10 s of the suite)."""
     import jaxvid
+    from jaxvid.cli import main
 
     model = jaxvid.save_pipeline(micro, tmp_path / "micro")
-    for name, plan in (("straight", [6]), ("resumed", [3, 6])):
-        for steps in plan:
-            r = _train_cli(tmp_path / name, steps, f"--config.model.path={model}")
-            assert r.returncode == 0, r.stderr.decode()[-3000:]
+    extra = f"--config.model.path={model}"
+    assert main(_train_args(tmp_path / "straight", 6, extra)) == 0
+    assert main(_train_args(tmp_path / "resumed", 3, extra)) == 0
+    r = subprocess.run([sys.executable, "-m", "jaxvid.cli", *_train_args(tmp_path / "resumed", 6, extra)],
+                       capture_output=True, timeout=900)
+    assert r.returncode == 0, r.stderr.decode()[-3000:]
     assert _losses(tmp_path / "straight") == _losses(tmp_path / "resumed")
     assert len(_losses(tmp_path / "resumed")) == 6
     assert (tmp_path / "resumed" / "tensorboard").is_dir()
     ckpts = sorted(p.name for p in (tmp_path / "resumed" / "checkpoints").iterdir() if p.name.isdigit())
     assert ckpts == ["3", "6"]
 
-    from jaxvid.cli import main
     from jaxvid.data.video import read_video, write_video
 
     src = write_video(tmp_path / "in.mp4", np.random.default_rng(0).integers(0, 255, (3, 16, 16, 3), dtype=np.uint8))
     memory = tmp_path / "resumed" / "export"
     outs = []
-    for extra in ([], ["--memory", str(memory)]):
-        out = tmp_path / f"s{len(extra)}.mp4"
+    for flags in ([], ["--memory", str(memory)]):
+        out = tmp_path / f"s{len(flags)}.mp4"
         assert main(["stream", str(src), "--model", str(model), "--prompt", "a red circle", "--size", "16",
-                     "--steps", "2", *extra, "-o", str(out)]) == 0
+                     "--steps", "2", *flags, "-o", str(out)]) == 0
         outs.append(read_video(out, height=16, width=16).astype(int))
     assert outs[0].shape == outs[1].shape and np.abs(outs[0] - outs[1]).max() > 0
 
