@@ -37,14 +37,14 @@ def test_psnr_of_known_error():
     assert psnr(a, a, mask) > 90 and np.isnan(psnr(a, b, np.zeros_like(mask)))
 
 
-def _identity(calls, fail_on=None):
+def _identity(calls, fail_on=None, name="identity"):
     def edit(item):
         calls.append(item.name)
         if item.name == fail_on:
             raise KeyboardInterrupt  # the run is killed here
         return item.frames, {"inversion_s": 0.0, "forward_s": 0.1, "total_s": 0.1}
 
-    return Method("identity", edit)
+    return Method(name, edit)
 
 
 def test_runner_resumes_after_a_kill_and_writes_tables(tmp_path):
@@ -62,6 +62,16 @@ def test_runner_resumes_after_a_kill_and_writes_tables(tmp_path):
     assert "| identity | 3 |" in summary and "attr_acc" in summary
     assert (tmp_path / "summary.csv").exists() and (tmp_path / "summary.png").exists()
     assert len(list((tmp_path / "sheets").glob("*.png"))) == 3
+
+
+def test_a_method_named_by_a_path_gets_a_folder_of_its_own(tmp_path):
+    ds = Dataset("toyworld:1:2", size=(32, 32))
+    name = "svdiff@runs/toy world/memory-hw1/export"  # svdiff@PATH names carry slashes
+    rows = run(ds, [_identity([], name=name)], tmp_path / "out", progress=False)
+    assert rows[0]["method"] == name
+    assert [p.name for p in (tmp_path / "out").iterdir() if p.is_dir() and p.name != "sheets"] == [
+        "svdiff@runs_toy_world_memory-hw1_export"]
+    assert f"| {name} | 1 |" in (tmp_path / "out" / "summary.md").read_text()
 
 
 def test_datasets_report_and_skip_bad_entries(tmp_path):

@@ -12,6 +12,7 @@ from __future__ import annotations
 import csv
 import json
 import math
+import re
 from pathlib import Path
 from typing import Sequence
 
@@ -43,6 +44,12 @@ def _sheet(path: Path, item: EvalItem, outputs: dict[str, np.ndarray]) -> None:
     write_strip(path, [r[:n] for r in rows], max_frames=8)
 
 
+def method_folder(name: str) -> str:
+    """A method's output folder: its name with anything a path cannot hold replaced
+    (``svdiff@runs/x/export`` -> ``svdiff@runs_x_export``)."""
+    return re.sub(r"[^A-Za-z0-9._@+=-]+", "_", name).strip("._") or "method"
+
+
 def run(dataset: Dataset, methods: Sequence[Method], out: Path, *, scorer=None, progress: bool = True) -> list[dict]:
     """Evaluate every method on every item (skipping finished ones); returns all rows."""
     from tqdm import tqdm
@@ -56,7 +63,7 @@ def run(dataset: Dataset, methods: Sequence[Method], out: Path, *, scorer=None, 
         for item in items:
             outputs = {}
             for m in methods:
-                folder = out / m.name
+                folder = out / method_folder(m.name)
                 folder.mkdir(exist_ok=True)
                 result, video = folder / f"{item.name}.json", folder / f"{item.name}.mp4"
                 if result.exists() and video.exists():  # finished in an earlier run
