@@ -20,8 +20,10 @@ demo: setup
 	$(BIN)/jaxvid demo -o outputs/demo
 
 ## What CI runs: the linter, then the default test suite (see README for measured times).
+## --dist loadfile: a file's tests share one worker, so its module fixtures (compiled models,
+## a trained micro model) are built once, not once per worker.
 test: setup lint
-	$(BIN)/python -m pytest -q -n 2 --durations=15
+	$(BIN)/python -m pytest -q -n 2 --dist loadfile --durations=15
 
 ## Tests marked slow (full-size SD1.5 round trips, long training runs and the like).
 test-slow: setup
