@@ -49,10 +49,14 @@ def rows(folder: Path) -> tuple[list[tuple[str, str, float, float, str]], list[s
     return out, missing
 
 
+def _num(x: float) -> str:
+    return f"{x:,.0f}" if x >= 100 else f"{x:.3g}"
+
+
 def markdown(table: list[tuple[str, str, float, float, str]]) -> str:
     lines = ["| workload | kernel | jaxvid | PyTorch | torch/jaxvid |", "| --- | --- | ---: | ---: | ---: |"]
     for name, k, j, t, unit in sorted(table, key=lambda r: (r[0], KERNELS.index(r[1]))):
-        lines.append(f"| {name} | `{k}` | {j:.4g} {unit} | {t:.4g} {unit} | {t / j:.2f} |")
+        lines.append(f"| {name} | `{k}` | {_num(j)} {unit} | {_num(t)} {unit} | {t / j:.2f} |")
     return "\n".join(lines)
 
 
