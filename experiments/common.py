@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import platform
 import statistics
 import time
@@ -13,7 +14,8 @@ import jax
 import numpy as np
 
 RESULTS = Path(__file__).parent / "results"  # committed results: written only with --update-results
-OUTPUTS = Path(__file__).resolve().parent.parent / "outputs" / "bench"  # default, ignored by git
+# default, ignored by git; $JAXVID_BENCH_OUTPUTS moves it (bench_xla_flags.py gives each run its own)
+OUTPUTS = Path(os.environ.get("JAXVID_BENCH_OUTPUTS") or Path(__file__).resolve().parent.parent / "outputs" / "bench")
 
 
 def time_calls(fn: Callable[[], object], *, warmup: int, iters: int, sync: Callable[[object], None]) -> dict:
