@@ -18,15 +18,10 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 import jax  # noqa: E402
 
-from experiments.common import add_output_args, machine, time_calls, write_results  # noqa: E402
+from experiments.common import add_output_args, machine, median_ms, write_results  # noqa: E402
 from jaxvid.models.attention import get_attention_kernel  # noqa: E402
 
 SHAPES = [(6, 2048, 4, 8), (6, 2048, 8, 40), (2, 4096, 8, 40)]
-
-
-def timed(fn, sync, iters=5) -> float:
-    """Median ms after one warm-up call (common.time_calls)."""
-    return time_calls(fn, warmup=1, iters=iters, sync=sync)["median_ms"]
 
 
 def main() -> None:
@@ -47,11 +42,11 @@ def main() -> None:
         blocked = jax.jit(lambda q, k, v: get_attention_kernel("blocked")(q, k, v, scale=D**-0.5))
         ref = jax.jit(lambda q, k, v: jax.nn.dot_product_attention(q, k, v, scale=D**-0.5))
         tq, tk, tv = (torch.tensor(jax.device_get(a)).transpose(1, 2).contiguous() for a in (q, k, v))
-        a = timed(lambda: xla(q, k, v), jax.block_until_ready)
-        blk = timed(lambda: blocked(q, k, v), jax.block_until_ready)
-        b = timed(lambda: ref(q, k, v), jax.block_until_ready)
+        a = median_ms(lambda: xla(q, k, v), jax.block_until_ready)
+        blk = median_ms(lambda: blocked(q, k, v), jax.block_until_ready)
+        b = median_ms(lambda: ref(q, k, v), jax.block_until_ready)
         with torch.inference_mode():
-            c = timed(lambda: F.scaled_dot_product_attention(tq, tk, tv), lambda _: None)
+            c = median_ms(lambda: F.scaled_dot_product_attention(tq, tk, tv), lambda _: None)
         rows.append({"shape": [B, L, H, D], "xla_ms": a, "blocked_ms": blk, "jax_nn_ms": b, "torch_sdpa_ms": c,
                      "torch_over_xla": c / a, "torch_over_blocked": c / blk})
         print(f"{str((B, L, H, D)):>22} {a:>8.1f} {blk:>11.1f} {b:>10.1f} {c:>14.1f} {c / blk:>14.2f}", flush=True)

@@ -22,16 +22,11 @@ import jax  # noqa: E402
 import jax.numpy as jnp  # noqa: E402
 import numpy as np  # noqa: E402
 
-from experiments.common import add_output_args, machine, time_calls, write_results  # noqa: E402
+from experiments.common import add_output_args, machine, median_ms, write_results  # noqa: E402
 
 # (side, channels, uses per forward) of SD1.5's four levels at 512x512
 LEVELS = [(64, 320, 5), (32, 640, 5), (16, 1280, 5), (8, 1280, 7)]
 ATTN = [(4096, 8, 40, 3 + 3), (1024, 8, 80, 2 + 3), (256, 8, 160, 2 + 3 + 1)]  # tokens, heads, head dim, uses
-
-
-def timed(fn, sync, iters=5) -> float:
-    """Median ms after one warm-up call (common.time_calls)."""
-    return time_calls(fn, warmup=1, iters=iters, sync=sync)["median_ms"]
 
 
 def main() -> None:
@@ -64,27 +59,27 @@ def main() -> None:
             conv = jax.jit(lambda x, w: jax.lax.conv_general_dilated(x, w, (1, 1), "SAME",
                                                                      dimension_numbers=("NHWC", "HWIO", "NHWC")))
             tx, tw = torch.from_numpy(x.transpose(0, 3, 1, 2)), torch.from_numpy(w.transpose(3, 2, 0, 1).copy())
-            add("conv3x3", (side, side, c), 2 * uses, timed(lambda: conv(jx, jw), jsync, args.iters),
-                timed(lambda: F.conv2d(tx, tw, padding=1), tsync, args.iters))
+            add("conv3x3", (side, side, c), 2 * uses, median_ms(lambda: conv(jx, jw), jsync, args.iters),
+                median_ms(lambda: F.conv2d(tx, tw, padding=1), tsync, args.iters))
             norm = group_norm(c, 32, 1e-5, rngs=HostRngs(0))  # the UNet's own layer
             gnj = jax.jit(lambda x, norm=norm: norm(x))
-            add("group_norm", (side, side, c), 2 * uses + 1, timed(lambda: gnj(jx), jsync, args.iters),
-                timed(lambda: F.group_norm(tx, 32), tsync, args.iters))
+            add("group_norm", (side, side, c), 2 * uses + 1, median_ms(lambda: gnj(jx), jsync, args.iters),
+                median_ms(lambda: F.group_norm(tx, 32), tsync, args.iters))
         for tokens, heads, dim, uses in ATTN:
             c = heads * dim
             h = rng.standard_normal((tokens, c), np.float32)
             w1 = rng.standard_normal((c, 8 * c), np.float32) * 0.02
             ff = jax.jit(lambda h, w: h @ w)
             th, tw1 = torch.from_numpy(h), torch.from_numpy(w1)
-            add("geglu_in dense", (tokens, c, 8 * c), uses, timed(lambda: ff(jnp.asarray(h), jnp.asarray(w1)), jsync,
-                                                                   args.iters), timed(lambda: th @ tw1, tsync, args.iters))
+            add("geglu_in dense", (tokens, c, 8 * c), uses, median_ms(lambda: ff(jnp.asarray(h), jnp.asarray(w1)), jsync,
+                                                                   args.iters), median_ms(lambda: th @ tw1, tsync, args.iters))
             q, k, v = (rng.standard_normal((1, tokens, heads, dim), np.float32) for _ in range(3))
             tq, tk, tv = (torch.from_numpy(a.transpose(0, 2, 1, 3).copy()) for a in (q, k, v))
-            t_sdpa = timed(lambda: F.scaled_dot_product_attention(tq, tk, tv), tsync, args.iters)
+            t_sdpa = median_ms(lambda: F.scaled_dot_product_attention(tq, tk, tv), tsync, args.iters)
             for name in ("xla", "blocked"):
                 kern = jax.jit(lambda q, k, v, name=name: get_attention_kernel(name)(q, k, v, scale=dim**-0.5))
                 jq, jk, jv = (jnp.asarray(a) for a in (q, k, v))
-                add(f"self-attention {name}", (tokens, heads, dim), uses, timed(lambda: kern(jq, jk, jv), jsync, args.iters),
+                add(f"self-attention {name}", (tokens, heads, dim), uses, median_ms(lambda: kern(jq, jk, jv), jsync, args.iters),
                     t_sdpa)
     total_j = sum(r["jaxvid_ms"] * r["uses_per_forward"] for r in rows if "xla" not in r["op"])
     total_t = sum(r["torch_ms"] * r["uses_per_forward"] for r in rows if "xla" not in r["op"])

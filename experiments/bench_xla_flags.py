@@ -36,28 +36,35 @@ FLAG_SETS = {
 HERE = Path(__file__).resolve().parent
 
 
+def _ops(res: dict) -> dict:
+    return {"sd15_ops_jaxvid_ms": res["weighted_jaxvid_ms"], "sd15_ops_torch_ms": res["weighted_torch_ms"]}
+
+
+def _tiny(res: dict) -> dict:
+    return {"tiny_unet": [{"batch": row["batch"], "jaxvid_ms": row["jaxvid"]["median_ms"],
+                           "torch_ms": row["torch"]["median_ms"], "max_abs_diff": row["max_abs_diff"]}
+                          for row in res["rows"]]}
+
+
+# (script, its arguments, the JSON it writes, what this table keeps of it)
+RUNS = (
+    ("bench_ops.py", [], "bench_ops_cpu.json", _ops),
+    ("bench_unet.py", ["--preset", "tiny", "--batches", "1", "8", "--iters", "10", "--attention", "auto"],
+     "bench_unet_tiny_float32_cpu_auto.json", _tiny),
+)
+
+
 def run_set(flags: str) -> dict:
     """Both benchmarks under ``flags``; their JSON goes to a scratch folder read back here."""
     with tempfile.TemporaryDirectory() as tmp:
         env = {**os.environ, "XLA_FLAGS": flags, "JAX_PLATFORMS": "cpu", "JAXVID_BENCH_OUTPUTS": tmp}
         out: dict = {"flags": flags}
-        for script, args, name in (
-            ("bench_ops.py", [], "bench_ops_cpu.json"),
-            ("bench_unet.py", ["--preset", "tiny", "--batches", "1", "8", "--iters", "10", "--attention", "auto"],
-             "bench_unet_tiny_float32_cpu_auto.json"),
-        ):
+        for script, args, name, keep in RUNS:
             r = subprocess.run([sys.executable, str(HERE / script), *args], env=env, capture_output=True, text=True)
             if r.returncode != 0:
                 out["error"] = f"{script}: {r.stderr.strip().splitlines()[-1] if r.stderr.strip() else r.returncode}"
                 return out
-            res = json.loads((Path(tmp) / name).read_text())
-            if script == "bench_ops.py":
-                out["sd15_ops_jaxvid_ms"] = res["weighted_jaxvid_ms"]
-                out["sd15_ops_torch_ms"] = res["weighted_torch_ms"]
-            else:
-                out["tiny_unet"] = [{"batch": row["batch"], "jaxvid_ms": row["jaxvid"]["median_ms"],
-                                     "torch_ms": row["torch"]["median_ms"], "max_abs_diff": row["max_abs_diff"]}
-                                    for row in res["rows"]]
+            out.update(keep(json.loads((Path(tmp) / name).read_text())))
         return out
 
 

@@ -32,6 +32,11 @@ def time_calls(fn: Callable[[], object], *, warmup: int, iters: int, sync: Calla
     return {"median_ms": statistics.median(times), "min_ms": min(times), "warmup_s": first, "iters": iters}
 
 
+def median_ms(fn: Callable[[], object], sync: Callable[[object], None], iters: int = 5) -> float:
+    """Median ms of ``fn`` after one warm-up call (the op-level benchmarks' measure)."""
+    return time_calls(fn, warmup=1, iters=iters, sync=sync)["median_ms"]
+
+
 def torch_unet_pair(unet_config: dict, dtype: str, device: str, seed: int = 0, attention_kernel: str = "xla"):
     """A random diffusers UNet and the jaxvid UNet holding *the same* weights (copied through
     jaxvid's strict converter, the path real checkpoints take)."""
