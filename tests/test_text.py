@@ -61,7 +61,38 @@ def test_tokenizer_folder_layouts(tmp_path, layout):
     tok = jaxvid.load_tokenizer(tmp_path)
     text = "A Red circle, moving on a blue-ish background!"
     np.testing.assert_array_equal(tokenize(tok, text), tokenize(ref, text))
+    _assert_same_as_transformers(tok, CLIPTokenizer.from_pretrained(str(tmp_path)))
     (tmp_path / "tokenizer.json").unlink(missing_ok=True)
     (tmp_path / "merges.txt").unlink(missing_ok=True)
     with pytest.raises(WeightFileError, match="no tokenizer.json"):
         jaxvid.load_tokenizer(tmp_path)
+
+
+# whitespace runs, case, accents, contractions, digits, punctuation, typed special tokens,
+# characters outside the vocabulary, and texts over the 77-token window
+_TEXTS = ["", "a red circle", "A  Red\tcircle,\nmoving on a blue-ish background!", "café naïve ÉCOLE 123 4.5",
+          "it's don't we'll I'm", "<|startoftext|> hi <|endoftext|>", "emoji 🙂 and 中文 text",
+          " ".join(["red circle"] * 40), "x" * 300, "a cat's toy; (brackets) [x] {y} #tag @me"]
+
+
+def _assert_same_as_transformers(tok, ref):
+    """jaxvid's tokenizer (on ``tokenizers`` alone) against transformers' CLIPTokenizer: ids with
+    and without padding/truncation, BPE tokens, decoded text."""
+    for t in _TEXTS:
+        assert tok([t])["input_ids"] == ref([t])["input_ids"], t
+        kw = dict(padding="max_length", max_length=77, truncation=True, return_tensors="np")
+        np.testing.assert_array_equal(tok([t], **kw)["input_ids"], ref([t], **kw)["input_ids"], err_msg=t)
+        assert tok.tokenize(t) == ref.tokenize(t), t
+        ids = ref(t)["input_ids"]
+        assert tok.decode(ids) == ref.decode(ids) and tok.decode(ids[1:-1]) == ref.decode(ids[1:-1]), t
+
+
+def test_tokenizer_without_transformers_matches_it_and_saves_a_folder_it_reads(tmp_path):
+    """The bundled vocab/merges pair built into a ``tokenizers`` pipeline by jaxvid gives what
+    transformers gives; the folder jaxvid writes (``tokenizer.json``) loads in transformers."""
+    from transformers import CLIPTokenizer
+
+    ref = CLIPTokenizer.from_pretrained(str(jaxvid.text.DEFAULT_TOKENIZER_DIR))
+    _assert_same_as_transformers(default_tokenizer(), ref)
+    default_tokenizer().save_pretrained(tmp_path)
+    _assert_same_as_transformers(CLIPTokenizer.from_pretrained(str(tmp_path)), ref)

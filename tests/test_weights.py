@@ -1,7 +1,10 @@
 """Weight files: formats, variants, round trip, and readable errors for bad folders/files."""
 
 import json
+import os
 import shutil
+import subprocess
+import sys
 
 import jax
 import jax.numpy as jnp
@@ -193,6 +196,36 @@ def _sd15_config() -> dict:
         "mid_block_scale_factor": 1, "norm_eps": 1e-05, "norm_num_groups": 32, "out_channels": 4, "sample_size": 64,
         "up_block_types": ["UpBlock2D", "CrossAttnUpBlock2D", "CrossAttnUpBlock2D", "CrossAttnUpBlock2D"],
     }
+
+
+def test_loading_twice_gives_independent_models(tiny_unet_dir):
+    """The second load reuses the first one's traced module structure (a per-process cache):
+    the two models must still share no parameter."""
+    a, b = jaxvid.load_unet(tiny_unet_dir), jaxvid.load_unet(tiny_unet_dir)
+    assert a.conv_in.kernel is not b.conv_in.kernel
+    before = np.asarray(b.conv_in.kernel.get_value())
+    a.conv_in.kernel.set_value(a.conv_in.kernel.get_value() + 1.0)
+    np.testing.assert_array_equal(np.asarray(b.conv_in.kernel.get_value()), before)
+    np.testing.assert_array_equal(np.asarray(jaxvid.load_unet(tiny_unet_dir).conv_in.kernel.get_value()), before)
+
+
+def test_loading_the_built_in_model_compiles_nothing_and_skips_transformers(tmp_path):
+    """Start-up: a fresh process loads the built-in model (LoRA fused) without compiling a single
+    XLA program (empty compilation cache) and without importing transformers."""
+    script = (
+        "import json, sys\n"
+        "from jax import monitoring\n"
+        "n = [0]\n"
+        "monitoring.register_event_duration_secs_listener(\n"
+        "    lambda event, secs, **kw: n.__setitem__(0, n[0] + (event == '/jax/core/compile/backend_compile_duration')))\n"
+        "from jaxvid.pipelines.default import default_bundle\n"
+        "default_bundle()\n"
+        "print(json.dumps({'compiled': n[0], 'transformers': 'transformers' in sys.modules}))\n"
+    )
+    env = {k: v for k, v in os.environ.items() if not k.startswith("JAX_COMPILATION_CACHE")}
+    r = subprocess.run([sys.executable, "-c", script], capture_output=True, timeout=300, env=env)
+    assert r.returncode == 0, r.stderr.decode()[-2000:]
+    assert json.loads(r.stdout.decode().strip().splitlines()[-1]) == {"compiled": 0, "transformers": False}
 
 
 def test_full_sd15_parameter_count_without_allocating():

@@ -54,7 +54,8 @@ def make_schedule(
     final = np.float32(1.0) if set_alpha_to_one else ac[0]
     args = dict(num_train_timesteps=num_train_timesteps, beta_start=beta_start, beta_end=beta_end,
                 beta_schedule=beta_schedule, set_alpha_to_one=set_alpha_to_one, prediction_type=prediction_type)
-    return NoiseSchedule(jnp.asarray(ac), jnp.asarray(final), num_train_timesteps, prediction_type,
+    # device_put, not jnp.asarray: the latter compiles a small program per shape (start-up time)
+    return NoiseSchedule(jax.device_put(ac), jax.device_put(final), num_train_timesteps, prediction_type,
                          tuple(sorted(args.items())))
 
 

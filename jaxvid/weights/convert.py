@@ -11,7 +11,6 @@ from __future__ import annotations
 from typing import Callable, Iterable, TypeVar
 
 import jax
-import jax.numpy as jnp
 import numpy as np
 from flax import nnx
 
@@ -93,7 +92,7 @@ def load_state_into(
     missing = sorted(k for k in wanted if k not in tensors)
     unexpected = sorted(k for k in tensors if k not in wanted)
     misshaped = []
-    new_values: dict[str, jax.Array] = {}
+    new_values: dict[str, np.ndarray | jax.Array] = {}
     for key, path in wanted.items():
         if key not in tensors:
             continue
@@ -106,9 +105,11 @@ def load_state_into(
             misshaped.append((key, tuple(tensors[key].shape), want))
             continue
         arr = np.asarray(arr).astype(var.dtype, copy=False)
-        new_values[path] = place(path, arr) if place is not None else jnp.asarray(arr)
+        new_values[path] = place(path, arr) if place is not None else arr
     if missing or unexpected or misshaped:
         raise WeightMismatchError(str(source.path), missing, unexpected, misshaped)
+    if place is None:  # one transfer for all: per-array jnp.asarray dispatches (and compiles) per dtype
+        new_values = dict(zip(new_values, jax.device_put(list(new_values.values())), strict=True))
     for path, var in params.items():
         var.set_value(new_values[path])
     return model

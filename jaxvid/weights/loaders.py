@@ -25,6 +25,7 @@ from jaxvid.models.vae import AutoencoderKL, VAEConfig
 from jaxvid.weights.convert import export_torch_state, load_state_into
 from jaxvid.weights.errors import WeightFileError
 from jaxvid.weights.files import find_weights_file, read_weights
+from jaxvid.weights.tokenizer import CLIPTokenizer
 
 M = TypeVar("M", bound=nnx.Module)
 
@@ -41,8 +42,10 @@ def _config(folder: Path) -> dict[str, Any]:
     return read_json(cfg)
 
 
-def _load(folder: Path, factory: Callable[[nnx.Rngs], M], variant: str | None, **kw: Any) -> M:
-    model = abstract_model(factory)
+def _load(folder: Path, factory: Callable[[nnx.Rngs], M], variant: str | None, key: tuple, **kw: Any) -> M:
+    """``key``: what the factory depends on (class, config, dtypes), so the module's shapes are
+    traced once per process however often it is loaded."""
+    model = abstract_model(factory, cache_key=key)
     return load_state_into(model, read_weights(find_weights_file(folder, variant)), **kw)
 
 
@@ -59,7 +62,8 @@ def load_unet(
     folder = Path(path)
     cfg = UNetConfig.from_dict(_config(folder), attention_kernel=attention_kernel)
     return _load(
-        folder, lambda r: UNet2DConditionModel(cfg, rngs=r, dtype=dtype, param_dtype=param_dtype), variant, place=place
+        folder, lambda r: UNet2DConditionModel(cfg, rngs=r, dtype=dtype, param_dtype=param_dtype), variant,
+        key=(UNet2DConditionModel, cfg, dtype, param_dtype), place=place
     )
 
 
@@ -81,7 +85,8 @@ def load_vae(
     folder = Path(path)
     cfg = VAEConfig.from_dict(_config(folder))
     return _load(
-        folder, lambda r: AutoencoderKL(cfg, rngs=r, dtype=dtype, param_dtype=param_dtype), variant, rename=_vae_rename,
+        folder, lambda r: AutoencoderKL(cfg, rngs=r, dtype=dtype, param_dtype=param_dtype), variant,
+        key=(AutoencoderKL, cfg, dtype, param_dtype), rename=_vae_rename,
         place=place,
     )
 
@@ -93,7 +98,8 @@ def load_tiny_vae(
     """A diffusers ``AutoencoderTiny`` (TAESD) folder -> :class:`AutoencoderTiny`."""
     folder = Path(path)
     cfg = TinyVAEConfig.from_dict(_config(folder))
-    return _load(folder, lambda r: AutoencoderTiny(cfg, rngs=r, dtype=dtype, param_dtype=param_dtype), variant, place=place)
+    return _load(folder, lambda r: AutoencoderTiny(cfg, rngs=r, dtype=dtype, param_dtype=param_dtype), variant,
+        key=(AutoencoderTiny, cfg, dtype, param_dtype), place=place)
 
 
 def _text_model_prefix(key: str) -> str:
@@ -113,6 +119,7 @@ def load_text_encoder(
         folder,
         lambda r: CLIPTextModel(cfg, rngs=r, dtype=dtype, param_dtype=param_dtype),
         variant,
+        key=(CLIPTextModel, cfg, dtype, param_dtype),
         ignore=_BUFFERS,
         rename=_text_model_prefix,
         place=place,
@@ -127,17 +134,16 @@ def load_clip(
     folder = Path(path)
     cfg = CLIPConfig.from_dict(_config(folder))
     return _load(
-        folder, lambda r: CLIPModel(cfg, rngs=r, dtype=dtype, param_dtype=param_dtype), variant, ignore=_BUFFERS,
+        folder, lambda r: CLIPModel(cfg, rngs=r, dtype=dtype, param_dtype=param_dtype), variant,
+        key=(CLIPModel, cfg, dtype, param_dtype), ignore=_BUFFERS,
         place=place,
     )
 
 
-def load_tokenizer(path: str | Path):
-    """A ``tokenizer/`` folder -> transformers CLIP tokenizer. Either layout loads: the
-    ``tokenizer.json`` that transformers 5 writes, or the CLIP BPE pair ``vocab.json`` +
-    ``merges.txt`` of older releases (SD1.5's own folder)."""
-    from transformers import CLIPTokenizer
-
+def load_tokenizer(path: str | Path) -> CLIPTokenizer:
+    """A ``tokenizer/`` folder -> CLIP tokenizer (on ``tokenizers``; transformers is not
+    imported). Either layout loads: the ``tokenizer.json`` that transformers 5 writes, or the
+    CLIP BPE pair ``vocab.json`` + ``merges.txt`` of older releases (SD1.5's own folder)."""
     folder = Path(path)
     if not folder.is_dir():
         raise WeightFileError(f"tokenizer folder not found: {folder}")
@@ -148,7 +154,7 @@ def load_tokenizer(path: str | Path):
                 f"tokenizer folder {folder} has no tokenizer.json and lacks {', '.join(missing)} "
                 "(a CLIP tokenizer needs one or the other)"
             )
-    return CLIPTokenizer.from_pretrained(str(folder), local_files_only=True)
+    return CLIPTokenizer.from_folder(folder)
 
 
 _CLASS_NAMES = {
