@@ -8,6 +8,8 @@ or mis-shaped key raises :class:`WeightMismatchError` naming them.
 
 from __future__ import annotations
 
+import os
+from concurrent.futures import ThreadPoolExecutor
 from typing import Callable, Iterable, TypeVar
 
 import jax
@@ -64,6 +66,18 @@ def to_torch_layout(nnx_path: str, array: np.ndarray) -> np.ndarray:
     return array
 
 
+def _aligned_copy(array: np.ndarray, dtype) -> np.ndarray:
+    """``array`` in ``dtype``, contiguous, in a fresh 64-byte-aligned buffer: layout change and
+    cast in one pass, and a buffer jax's CPU client uses in place (``device_put`` aliases it
+    instead of copying it again; on an accelerator it is an ordinary host array)."""
+    dtype = np.dtype(dtype)
+    buf = np.empty(array.size * dtype.itemsize + 64, np.uint8)
+    offset = -buf.ctypes.data % 64
+    out = buf[offset : offset + array.size * dtype.itemsize].view(dtype).reshape(array.shape)
+    np.copyto(out, array, casting="unsafe")
+    return out
+
+
 def load_state_into(
     model: M,
     source: TensorSource,
@@ -92,24 +106,25 @@ def load_state_into(
     missing = sorted(k for k in wanted if k not in tensors)
     unexpected = sorted(k for k in tensors if k not in wanted)
     misshaped = []
-    new_values: dict[str, np.ndarray | jax.Array] = {}
+    jobs: dict[str, np.ndarray] = {}  # nnx path -> the file's array in NNX layout (a view)
     for key, path in wanted.items():
         if key not in tensors:
             continue
-        var = params[path]
-        arr = tensors[key]
-        if source.layout == "torch":
-            arr = from_torch_layout(path, arr)
-        if tuple(arr.shape) != tuple(var.shape):
-            want = torch_shape(path, var.shape) if source.layout == "torch" else tuple(var.shape)
+        arr = from_torch_layout(path, tensors[key]) if source.layout == "torch" else tensors[key]
+        if tuple(arr.shape) != tuple(params[path].shape):
+            want = torch_shape(path, params[path].shape) if source.layout == "torch" else tuple(params[path].shape)
             misshaped.append((key, tuple(tensors[key].shape), want))
             continue
-        arr = np.asarray(arr).astype(var.dtype, copy=False)
-        new_values[path] = place(path, arr) if place is not None else arr
+        jobs[path] = arr
     if missing or unexpected or misshaped:
         raise WeightMismatchError(str(source.path), missing, unexpected, misshaped)
-    if place is None:  # one transfer for all: per-array jnp.asarray dispatches (and compiles) per dtype
-        new_values = dict(zip(new_values, jax.device_put(list(new_values.values())), strict=True))
+    if place is not None:
+        new_values = {p: place(p, np.asarray(a).astype(params[p].dtype, copy=False)) for p, a in jobs.items()}
+    else:
+        with ThreadPoolExecutor(os.cpu_count() or 1) as pool:  # numpy casts release the GIL
+            host = list(pool.map(lambda p: _aligned_copy(jobs[p], params[p].dtype), jobs))
+        # one call for all, and no second copy: the CPU client adopts 64-byte-aligned buffers
+        new_values = dict(zip(jobs, jax.device_put(host), strict=True))
     for path, var in params.items():
         var.set_value(new_values[path])
     return model
