@@ -146,8 +146,9 @@ def test_trained_memory_lowers_the_held_out_objective(model):
 
 
 @pytest.mark.slow
-@pytest.mark.xfail(strict=True, reason="known gap, measured: the toy memory (300 steps) lowers the denoising "
-                   "loss but not the flicker of 2-3-step edits (temporal PSNR 0.15-0.9 dB below a zero memory)")
+@pytest.mark.xfail(strict=True, reason="known gap, measured: the toy memory lowers the denoising loss but not "
+                   "the flicker of LCM-inverted 2-3-step edits (temporal PSNR 0.15-0.9 dB below a zero memory; "
+                   "trained 4x longer: the same, docs/toyworld.md)")
 @needs_model
 def test_trained_memory_is_more_temporally_consistent_than_none(model):
     from jaxvid.evaluation.datasets import EvalItem

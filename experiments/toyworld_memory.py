@@ -1,0 +1,85 @@
+"""Does a trained SVDiff memory make toy-world streams steadier? Memories vs a zero memory under
+several stream settings, with a measure that separates flicker from lag.
+
+    python experiments/toyworld_memory.py                                    # shipped memory vs zero
+    python experiments/toyworld_memory.py --memories runs/toyworld/svdiff-long/export
+
+For each method (zero memory, the shipped memory, each ``--memories`` folder) and stream setting,
+on the quality test's clips (``ToyWorld(seed=7)`` clips 2-7, background-colour edits, 24 frames):
+
+* ``temporal_psnr``: PSNR of the output's frame-to-frame changes against the ground truth's;
+* ``still_rms``: RMS frame-to-frame change where the ground truth does not change — pure flicker
+  (a memory that lags the motion would *lower* it; one that destabilises raises it);
+* ``moving_rms``: RMS error of the frame-to-frame change where the ground truth moves;
+* ``attr_acc`` and ``psnr_in``: whether the edit happened at all.
+
+Writes ``outputs/bench/toyworld_memory.json`` (``--update-results``: experiments/results/, which
+docs/toyworld.md reads).
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import sys
+from pathlib import Path
+
+import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from experiments.common import add_output_args, write_results  # noqa: E402
+
+SETTINGS = {  # name -> StreamConfig overrides
+    "lcm_fixed": dict(steps=2),
+    "noise_fixed": dict(steps=2, inversion="noise"),
+    "noise_fresh": dict(steps=2, inversion="noise", noise="fresh"),
+}
+
+
+def change_errors(out: np.ndarray, target: np.ndarray) -> tuple[float, float]:
+    """(RMS change where the ground truth is still, RMS change error where it moves)."""
+    d_out = np.diff(out.astype(np.float64), axis=0)
+    d_gt = np.diff(target.astype(np.float64), axis=0)
+    still = np.broadcast_to(np.all(d_gt == 0, axis=-1, keepdims=True), d_gt.shape)
+    return float(np.sqrt(np.mean(d_out[still] ** 2))), float(np.sqrt(np.mean((d_out - d_gt)[~still] ** 2)))
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--memories", nargs="*", default=[], help="exported memory folders to compare")
+    ap.add_argument("--settings", nargs="*", default=list(SETTINGS), choices=list(SETTINGS))
+    add_output_args(ap)
+    args = ap.parse_args()
+
+    from jaxvid.data.toyworld import ToyWorld
+    from jaxvid.evaluation.datasets import EvalItem
+    from jaxvid.evaluation.methods import build
+    from jaxvid.metrics.toyworld import toy_metrics
+    from jaxvid.pipelines.default import default_bundle, default_model_dir
+    from jaxvid.pipelines.svdiff import StreamConfig
+
+    model = default_bundle()
+    methods = ["svdiff-zero", "svdiff", *(f"svdiff@{m}" for m in args.memories)]
+    edits = [ToyWorld(7, size=64).edit(i, "background_color", frames=24) for i in range(2, 8)]
+    rows = []
+    for setting in args.settings:
+        stream = dataclasses.replace(StreamConfig(), **SETTINGS[setting])
+        for name in methods:
+            m = build(name, model, model_dir=default_model_dir(), edit_config=None, stream_config=stream)
+            per = []
+            for i, e in enumerate(edits):
+                out, _ = m.run(EvalItem(str(i), e.source, e.source_caption, e.target_caption, e.kind, e))
+                r = toy_metrics(np.asarray(out), e)
+                still, moving = change_errors(np.asarray(out), e.target)
+                per.append([r["temporal_psnr"], still, moving, r["attr_acc"], r["psnr_in"]])
+            mean = [round(float(v), 3) for v in np.mean(per, axis=0)]
+            row = dict(setting=setting, method=name, temporal_psnr=mean[0], still_rms=mean[1], moving_rms=mean[2],
+                       attr_acc=mean[3], psnr_in=mean[4])
+            rows.append(row)
+            print(row, flush=True)
+    print(f"wrote {write_results('toyworld_memory', {'rows': rows}, args.update_results)}")
+
+
+if __name__ == "__main__":
+    main()
