@@ -3,6 +3,7 @@
 import numpy as np
 import pytest
 import torch
+from flax import nnx
 
 import jaxvid
 from jaxvid.weights.errors import WeightMismatchError
@@ -54,12 +55,17 @@ def _reference(model_dir, lora_file, scale):
     return pipe.unet.eval()
 
 
+# jitted: the fused and the base UNet share one compiled program (run eagerly, op by op, each
+# call compiled hundreds of small programs)
+_forward = nnx.jit(lambda unet, x, t, ctx: unet(x, t, ctx))
+
+
 def _compare(ref, unet):
     g = torch.Generator().manual_seed(1)
     x, ctx = torch.randn(1, 4, 16, 16, generator=g), torch.randn(1, 7, 32, generator=g)
     with torch.no_grad():
         want = nchw_to_nhwc(ref(x, torch.tensor([500]), ctx).sample)
-    got = np.asarray(unet(nchw_to_nhwc(x), np.array([500]), ctx.numpy()))
+    got = np.asarray(_forward(unet, nchw_to_nhwc(x), np.array([500]), ctx.numpy()))
     return float(np.max(np.abs(got - want)))
 
 
