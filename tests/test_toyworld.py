@@ -84,13 +84,18 @@ def test_fastvideoedit_colour_edit_is_right_and_leaves_the_rest(model):
     clips: 0.49 and 24.0). An edit that changes nothing scores accuracy 0 by construction."""
     from configs.edit import get_config
     from jaxvid.metrics.toyworld import toy_metrics
+    from jaxvid.pipelines import fastvideoedit
     from jaxvid.pipelines.fastvideoedit import FastVideoEditConfig, FastVideoEditor
 
     ed = FastVideoEditor(model, FastVideoEditConfig(**get_config("attribute,builtin").edit.to_dict()))
     world, scores = ToyWorld(7, size=64), []
+    compiled = fastvideoedit._edit_step._cache_size()
     for index in range(8):
         e = world.edit(index, "object_color", frames=8)
         scores.append(toy_metrics(ed.edit(e.source, e.source_caption, e.target_caption).frames, e))
+    # one executable for every step of every clip: the loaded weights' placement (committed or
+    # not) must not change between steps (it once did after LoRA fusion: two compilations)
+    assert fastvideoedit._edit_step._cache_size() - compiled <= 1
     acc = np.mean([s["attr_acc"] for s in scores])
     psnr_out = np.mean([s["psnr_out"] for s in scores])
     assert acc >= ATTR_ACC_MIN, [s["attr_acc"] for s in scores]

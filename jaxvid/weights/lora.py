@@ -166,9 +166,12 @@ def load_lora(
         raise WeightMismatchError(str(file), unexpected=unmapped, misshaped=misshaped)
     # fused on the host in float32 and sent back in one transfer: device-side adds would compile
     # one small program per weight shape (a second per load for the built-in model)
-    # (each to the weight's own sharding, so a UNet placed over a mesh stays placed)
+    # Each goes back as it was: a weight committed to a sharding (a UNet placed over a mesh) to
+    # that sharding, an uncommitted one uncommitted — a committed weight among uncommitted ones
+    # makes jit outputs committed, so a loop feeding them back would compile its step twice.
     fused = [(np.asarray(var.get_value(), np.float32) + delta).astype(var.dtype) for var, _, delta in updates]
-    placed = jax.device_put(fused, [var.get_value().sharding for var, _, _ in updates])
+    olds = [var.get_value() for var, _, _ in updates]
+    placed = jax.device_put(fused, [w.sharding if w.committed else None for w in olds])
     for (var, _, _), value in zip(updates, placed, strict=True):
         var.set_value(value)
     return unet
