@@ -164,13 +164,13 @@ def load_lora(
         )
     if unmapped or misshaped:
         raise WeightMismatchError(str(file), unexpected=unmapped, misshaped=misshaped)
-    # fused on the host in float32 and sent back in one transfer: device-side adds would compile
-    # one small program per weight shape (a second per load for the built-in model)
-    # Each goes back as it was: a weight committed to a sharding (a UNet placed over a mesh) to
-    # that sharding, an uncommitted one uncommitted — a committed weight among uncommitted ones
-    # makes jit outputs committed, so a loop feeding them back would compile its step twice.
-    fused = [(np.asarray(var.get_value(), np.float32) + delta).astype(var.dtype) for var, _, delta in updates]
+    # Fused on the host in float32 and sent back in one transfer (device-side adds would compile
+    # one small program per weight shape, a second per load of the built-in model). Each weight
+    # goes back placed as it was: committed to its sharding (a UNet over a mesh) or uncommitted —
+    # a committed weight among uncommitted ones makes jit outputs committed, so a loop feeding
+    # them back would compile its step twice.
     olds = [var.get_value() for var, _, _ in updates]
+    fused = [(np.asarray(w, np.float32) + delta).astype(w.dtype) for w, (_, _, delta) in zip(olds, updates, strict=True)]
     placed = jax.device_put(fused, [w.sharding if w.committed else None for w in olds])
     for (var, _, _), value in zip(updates, placed, strict=True):
         var.set_value(value)
