@@ -172,8 +172,7 @@ def test_remat_per_frame(trained, micro):
     tr = trained["trainer"]
     data, key, frozen = batch(tr), jax.random.key(1), tr.frozen
     params = jax.tree.map(lambda a: a + 0.05, trained["init"])
-    outs = [jax.jit(lambda p, t=t: t.task.loss_and_grads(p, frozen, data, key)[:2])(params)
-            for t in (tr, make_trainer(micro, remat="frame"))]
+    outs = [loss_and_grads(t.task, params, frozen, data, key) for t in (tr, make_trainer(micro, remat="frame"))]
     for a, b in zip(jax.tree.leaves(outs[0]), jax.tree.leaves(outs[1]), strict=True):
         np.testing.assert_allclose(np.asarray(a), np.asarray(b), rtol=1e-4, atol=1e-7)
 
