@@ -15,6 +15,10 @@ the rest down; results are written after every section):
 3. ``stream``: SVDiff streaming at 512x512, 3 LCM steps, CFG, tiny autoencoder: FPS and latency
    in paper mode (LCM inversion) with and without stream batch, and inversion-free mode.
 4. ``fastvideoedit``: 32 frames at 512x512, 15 steps, TokenFlow, CFG: seconds per clip.
+5. ``toyworld``: the built-in model's recipe (``tools/build_toyworld.py``) on this GPU: every
+   stage trained from scratch for a fraction of its steps (``--toyworld-fraction``) through the
+   same ``jaxvid train`` code, with its wall time (compile included), steady steps/s, and the
+   full stage's time extrapolated from them.
 
 The machine lacks diffusers and ml_collections (and may have another flax): carry wheels, see
 docs/benchmarks.md ("GPU runs").
@@ -264,12 +268,46 @@ def fve_section(args, unet, parts):
             "second_run": runs[1], "seconds_per_clip": sum(runs[1].values())}
 
 
+def toyworld_section(args):
+    import tempfile
+
+    from configs.toyworld import get_config as toyworld_config
+    from jaxvid.training.logger import read_metrics
+    from tools.build_toyworld import STAGES, run_stage, stage_dir
+
+    runs = Path(tempfile.mkdtemp(prefix="toyworld-gpu-"))
+    rows = []
+    for stage in STAGES:
+        full = toyworld_config(stage).steps
+        steps = max(args.toyworld_min_steps, round(full * args.toyworld_fraction))
+        if args.budget_left() < 45:
+            rows.append({"stage": stage, "skipped": "time budget"})
+            continue
+        log_every = max(1, steps // 10)
+        t = time.perf_counter()
+        run_stage(stage, runs, [f"steps={steps}", f"log_every={log_every}", f"checkpoint_every={steps}"])
+        wall = time.perf_counter() - t
+        logged = [r for r in read_metrics(stage_dir(runs, stage)) if "steps_per_s" in r]
+        # the logged rate is cumulative from the first step (compile included): the steady rate is
+        # the slope between the first and the last logged rows
+        (s0, r0), (s1, r1) = [(r["step"], r["steps_per_s"]) for r in (logged[0], logged[-1])]
+        steady = (s1 - s0) / (s1 / r1 - s0 / r0) if s1 > s0 else None
+        rows.append({"stage": stage, "steps_run": steps, "full_steps": full, "wall_s": wall,
+                     "steady_steps_per_s": steady, "final_loss": logged[-1].get("loss"),
+                     "estimated_full_stage_s": wall + (full - steps) / steady if steady else None})
+    done = [r for r in rows if "estimated_full_stage_s" in r]
+    return {"fraction": args.toyworld_fraction, "rows": rows,
+            "estimated_recipe_s": sum(r["estimated_full_stage_s"] for r in done) if len(done) == len(STAGES) else None,
+            "note": "checkpoint once per stage (at its end); the full recipe checkpoints every 250 steps"}
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--out", type=Path, default=Path("outputs/bench/gpu_suite.json"))
     ap.add_argument("--budget", type=float, default=450.0, help="seconds for the whole run")
     ap.add_argument("--smoke", action="store_true", help="tiny shapes: check the script on any backend")
-    ap.add_argument("--sections", nargs="+", default=["unet", "train", "stream", "fastvideoedit"])
+    ap.add_argument("--sections", nargs="+", default=["unet", "train", "stream", "fastvideoedit", "toyworld"])
+    ap.add_argument("--toyworld-fraction", type=float, default=0.2, help="share of each recipe stage's steps run")
     args = ap.parse_args()
     import torch
 
@@ -282,28 +320,39 @@ def main() -> None:
     args.train_frames, args.train_steps = (8, 2) if smoke else (64, 3)
     args.stream_frames = 6 if smoke else 24
     args.fve_frames, args.fve_steps = (8, 2) if smoke else (32, 15)
+    args.toyworld_min_steps = 2 if smoke else 20
+    if smoke:
+        args.toyworld_fraction = min(args.toyworld_fraction, 0.005)
     args.out.parent.mkdir(parents=True, exist_ok=True)
     suite = Suite(args.out, args.budget)
     args.budget_left = suite.left
 
-    from experiments.common import torch_unet_pair
+    sd15 = None
 
-    t = time.perf_counter()
-    cfg = dict(get_config(args.preset).unet)
-    ref, ours = torch_unet_pair(cfg, "bfloat16", args.device, attention_kernel="xla")
-    from flax import nnx
+    def sd15_parts():
+        """The full-size UNet pair (torch reference, jaxvid per kernel) and random VAE/TAESD/CLIP, built once."""
+        nonlocal sd15
+        if sd15 is None:
+            from flax import nnx
 
-    state = nnx.state(ours)  # the kernel is in the graph definition: one per kernel, same arrays
-    kernels = {k: (nnx.graphdef(_with_kernel(ours, k)), state) for k in ("xla", "cudnn", "blocked")}
-    suite.result["setup_s"] = time.perf_counter() - t
-    unet = nnx.merge(nnx.graphdef(_with_kernel(ours, "auto")), state)  # what users get by default
-    parts = random_parts(args, jnp.bfloat16)
+            from experiments.common import torch_unet_pair
+
+            t = time.perf_counter()
+            ref, ours = torch_unet_pair(dict(get_config(args.preset).unet), "bfloat16", args.device, attention_kernel="xla")
+            state = nnx.state(ours)  # the kernel is in the graph definition: one per kernel, same arrays
+            kernels = {k: (nnx.graphdef(_with_kernel(ours, k)), state) for k in ("xla", "cudnn", "blocked")}
+            unet = nnx.merge(nnx.graphdef(_with_kernel(ours, "auto")), state)  # what users get by default
+            sd15 = (ref, kernels, unet, random_parts(args, jnp.bfloat16))
+            suite.result["setup_s"] = time.perf_counter() - t
+        return sd15
+
     for name in args.sections:
-        fn = {"unet": lambda: unet_section(args, (ref, kernels)),
-              "train": lambda: train_section(args, unet, parts),
-              "stream": lambda: stream_section(args, unet, parts),
-              "fastvideoedit": lambda: fve_section(args, unet, parts)}[name]
-        suite.run(name, fn, need_s={"unet": 60, "train": 90, "stream": 60, "fastvideoedit": 60}[name])
+        fn = {"unet": lambda: unet_section(args, sd15_parts()[:2]),
+              "train": lambda: train_section(args, *sd15_parts()[2:]),
+              "stream": lambda: stream_section(args, *sd15_parts()[2:]),
+              "fastvideoedit": lambda: fve_section(args, *sd15_parts()[2:]),
+              "toyworld": lambda: toyworld_section(args)}[name]
+        suite.run(name, fn, need_s={"unet": 60, "train": 90, "stream": 60, "fastvideoedit": 60, "toyworld": 60}[name])
     suite.result["total_s"] = time.perf_counter() - suite.t0
     args.out.write_text(json.dumps(suite.result, indent=2, default=float))
     print(f"wrote {args.out} in {suite.result['total_s']:.0f}s")

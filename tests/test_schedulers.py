@@ -10,6 +10,7 @@ from jaxvid.schedulers import (
     ddim_inverse_timesteps,
     ddim_step,
     ddim_timesteps,
+    lcm_invert,
     lcm_step,
     lcm_timesteps,
     make_schedule,
@@ -117,6 +118,37 @@ def test_lcm_steps():
         close(den, want.denoised.numpy(), 1e-4)
         close(got, want.prev_sample.numpy(), 1e-4)
         x = want.prev_sample
+
+
+@pytest.mark.parametrize("n", [1, 2, 4])
+def test_lcm_inversion_matches_a_float64_transcription(n):
+    """``lcm_invert`` (the stream's inversion and the memory objective's) against the DDIM
+    inversion written out in float64 NumPy, on diffusers' own alphas, with a nonlinear stand-in
+    for the UNet that depends on the timestep (so a wrong timestep or order would show)."""
+    import jax.numpy as jnp
+    from diffusers import LCMScheduler
+
+    ref = LCMScheduler(**SD)
+    ref.set_timesteps(n)
+    alphas = ref.alphas_cumprod.numpy().astype(np.float64)
+    final = float(ref.final_alpha_cumprod)
+    z0 = np.random.default_rng(n).standard_normal((2, 8, 8, 4))
+
+    def eps_np(x, t):
+        return np.tanh(0.5 * x + t / 1000.0)
+
+    x = z0.copy()
+    prev = None
+    for t in ref.timesteps.numpy()[::-1]:  # ascending
+        a_from = final if prev is None else alphas[prev]
+        eps = eps_np(x, t)
+        x = np.sqrt(alphas[t]) * (x - np.sqrt(1 - a_from) * eps) / np.sqrt(a_from) + np.sqrt(1 - alphas[t]) * eps
+        prev = t
+    s = schedule_from_config(dict(ref.config))
+    got = lcm_invert(lambda x, t: jnp.tanh(0.5 * x + t / 1000.0), s, jnp.asarray(z0, jnp.float32),
+                     jnp.asarray(lcm_timesteps(n)))
+    # measured: max |diff| ~1e-6 on values of order 1 (float32 vs float64)
+    np.testing.assert_allclose(np.asarray(got), x, rtol=1e-4, atol=1e-5)
 
 
 def test_refuses_sample_clipping():

@@ -77,8 +77,10 @@ def test_only_temporal_parameters_train_and_the_base_stays_bit_identical(trained
 
 def reference(trainable, frozen, data, key, tr, *, stop: bool):
     """A plain transcription of the objective: Python loops over clips and frames, one total
-    loss differentiated once (``stop``: the state entering each clip is a constant)."""
+    loss differentiated once (``stop``: the state entering each clip is a constant). For
+    ``noising="lcm_inversion"`` the inversion is written out here too (not ``lcm_invert``)."""
     from jaxvid.pipelines.autoencode import encode_latents
+    from jaxvid.schedulers import lcm_timesteps
 
     g, s, cfg = tr.task.graphs, tr.task.bundle.schedule, tr.task.objective
     video, ids = data["video"], data["ids"]
@@ -86,10 +88,25 @@ def reference(trainable, frozen, data, key, tr, *, stop: bool):
     L = cfg.clip_frames
     K = N // L
     k_t, k_drop, k_clips = jax.random.split(key, 3)
-    t = jax.random.randint(k_t, (B,), 0, s.num_train_timesteps)
+    table = lcm_timesteps(cfg.lcm_steps, original_inference_steps=cfg.original_inference_steps)
+    if cfg.noising == "lcm_inversion":
+        t = jnp.asarray(table)[jax.random.randint(k_t, (B,), 0, len(table))]
+    else:
+        t = jax.random.randint(k_t, (B,), 0, s.num_train_timesteps)
     drop = jax.random.uniform(k_drop, (B,)) < cfg.caption_dropout
-    text = nnx.merge(g.text, frozen[2])(jnp.where(drop[:, None], tr.task.uncond_ids[None], ids)).last_hidden_state
-    vae = nnx.merge(g.vae, frozen[1])
+    encoder = nnx.merge(g.text, frozen[2])
+    text = encoder(jnp.where(drop[:, None], tr.task.uncond_ids[None], ids)).last_hidden_state
+    empty = jnp.broadcast_to(encoder(tr.task.uncond_ids[None]).last_hidden_state, text.shape)
+    vae, base = nnx.merge(g.vae, frozen[1]), nnx.merge(g.unet, frozen[0])
+
+    def inverted(z0):
+        x, a_from = z0, s.final_alpha_cumprod
+        for t_to in table[::-1]:  # ascending
+            e = base(x, jnp.full((B,), t_to), empty)
+            a_to = s.alphas_cumprod[t_to]
+            x = jnp.sqrt(a_to) * (x - jnp.sqrt(1 - a_from) * e) / jnp.sqrt(a_from) + jnp.sqrt(1 - a_to) * e
+            a_from = a_to
+        return x
 
     def total(params):
         model = g.model(frozen[0], params)
@@ -102,8 +119,16 @@ def reference(trainable, frozen, data, key, tr, *, stop: bool):
             for j, fk in enumerate(jax.random.split(ck, L)):
                 k_enc, k_noise = jax.random.split(fk)
                 z0 = encode_latents(vae, video[:, k * L + j].astype(jnp.float32) / 127.5 - 1.0, k_enc)
-                eps = jax.random.normal(k_noise, z0.shape)
-                pred, state = model(add_noise(s, z0, eps, t), t, text, state)
+                if cfg.noising == "gaussian":
+                    eps = jax.random.normal(k_noise, z0.shape)
+                else:  # one noise per video, the same at every frame
+                    eps = jax.random.normal(jax.random.fold_in(key, 1), z0.shape)
+                x = add_noise(s, z0, eps, t)
+                if cfg.noising == "lcm_inversion":
+                    x = jnp.where((t == table[0])[:, None, None, None], inverted(z0), x)
+                    a = s.alphas_cumprod[t][:, None, None, None]
+                    eps = (x - jnp.sqrt(a) * z0) / jnp.sqrt(1 - a)
+                pred, state = model(x, t, text, state)
                 frame_losses.append(jnp.mean((pred - eps) ** 2))
             clip_losses.append(jnp.mean(jnp.stack(frame_losses)))
         return jnp.mean(jnp.stack(clip_losses)), clip_losses
@@ -150,6 +175,26 @@ def test_a_gradient_crossing_a_clip_would_be_seen(trained):
     ours, ((_, ref_grads), (_, leak_grads)) = _objective_and_references(trained, leak=True)
     w0 = lambda g: np.concatenate([np.ravel(g[i]["memory"]["w0"]) for i in range(len(g))])  # noqa: E731
     assert np.abs(w0(leak_grads) - w0(ref_grads)).max() > 10 * np.abs(w0(ours[1]) - w0(ref_grads)).max() + 1e-7
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("noising", ["fixed", "lcm_inversion"])
+def test_stream_matched_noising_equals_plain_loops(trained, micro, noising):
+    """The objective's ``noising`` options against the plain transcription: one noise per video
+    (``fixed``), and LCM-inverted latents at the first LCM timestep with the noise they hold as
+    the target (``lcm_inversion``; this key draws both of its timesteps, so both branches run)."""
+    tr = make_trainer(micro, noising=noising, lcm_steps=2)
+    params, data, key = trained["init"], batch(tr, n=4), jax.random.key(3)
+    params = jax.tree.map(lambda a: a + 0.05 * np.random.default_rng(0).standard_normal(a.shape, np.float32), params)
+    if noising == "lcm_inversion":
+        picks = jax.random.randint(jax.random.split(key, 3)[0], (2,), 0, 2)
+        assert sorted(np.asarray(picks).tolist()) == [0, 1], "the key must draw both timesteps"
+    ours = loss_and_grads(tr.task, params, tr.frozen, data, key)
+    ref_loss, ref_grads = jax.jit(lambda p, f, d, k: reference(p, f, d, k, tr, stop=True))(params, tr.frozen, data, key)
+    # measured: as the gaussian objective's test (loss equal to ~1e-7 relative, grads within float32 noise)
+    np.testing.assert_allclose(float(ours[0]), float(ref_loss), rtol=1e-5)
+    for a, b in zip(jax.tree.leaves(ours[1]), jax.tree.leaves(ref_grads), strict=True):
+        np.testing.assert_allclose(np.asarray(a), np.asarray(b), rtol=1e-3, atol=1e-6)
 
 
 def test_remat_changes_memory_not_results(trained, micro):
@@ -256,6 +301,8 @@ def test_bad_training_configs_fail_before_any_work(tmp_path):
 
     for key, value, message in (("objective.clip_frames", 5, "multiple of"), ("batch_size", 0, ">= 1"),
                                 ("objective.remat", "everything", "remat must be"),
+                                ("objective.noising", "uniform", "noising must be"),
+                                ("objective.lcm_steps", 0, "lcm_steps"),
                                 ("optim.schedule", "exp", "schedule must be"),
                                 ("temporal.memory_init", "random", "memory_init")):
         cfg = train_config("tiny")

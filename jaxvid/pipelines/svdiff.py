@@ -39,7 +39,7 @@ from jaxvid.models.temporal import TemporalUNet
 from jaxvid.pipelines.autoencode import decode_latents, encode_latents, from_uint8, quantize
 from jaxvid.pipelines.bundle import ModelBundle
 from jaxvid.pipelines.sampling import step_table
-from jaxvid.schedulers.lcm import lcm_step, lcm_timesteps
+from jaxvid.schedulers.lcm import lcm_invert, lcm_step, lcm_timesteps
 from jaxvid.schedulers.schedule import add_noise
 from jaxvid.text import encode_prompt_rows
 
@@ -129,17 +129,9 @@ def _start(model: TemporalUNet, vae, schedule, emb, ts, frame, k_noise, S: _Stat
     e_s = emb[2:3]
     if S.mode == "noise":
         x = add_noise(schedule, z0, jax.random.normal(k_noise, z0.shape, z0.dtype), ts[0])
-    elif S.mode == "lcm":
-
-        def invert(x, inp):  # ascending timesteps; base UNet, no temporal module
-            t_to, t_from = inp
-            eps = model.unet(x, t_to, e_s, timestep_cond=_cond(jnp.float32(0.0), 1, S)).astype(jnp.float32)
-            a_from, a_to = schedule.alpha(t_from), schedule.alpha(t_to)
-            x0 = (x - jnp.sqrt(1 - a_from) * eps) / jnp.sqrt(a_from)
-            return jnp.sqrt(a_to) * x0 + jnp.sqrt(1 - a_to) * eps, None
-
-        up = ts[::-1]
-        x, _ = jax.lax.scan(invert, z0, (up, jnp.concatenate([jnp.array([-1], up.dtype), up[:-1]])))
+    elif S.mode == "lcm":  # base UNet, no temporal module, source prompt
+        cond = _cond(jnp.float32(0.0), 1, S)
+        x = lcm_invert(lambda x, t: model.unet(x, t, e_s, timestep_cond=cond), schedule, z0, ts)
     else:  # consistency: edit and source branches start from the same noise
         x = jax.random.normal(k_noise, z0.shape, z0.dtype)
     a = schedule.alpha(ts[0])

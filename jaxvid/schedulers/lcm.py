@@ -65,3 +65,22 @@ def lcm_step(
     a_prev = _bcast(s.alpha(prev_t), sample)
     renoised = jnp.sqrt(a_prev) * denoised + jnp.sqrt(1 - a_prev) * noise
     return jnp.where(is_last, denoised, renoised), denoised
+
+
+def lcm_invert(eps_fn, s: NoiseSchedule, z0: jax.Array, timesteps: jax.Array) -> jax.Array:
+    """Deterministic DDIM-style inversion of a clean latent ``z0`` up the LCM ``timesteps``
+    (given descending, as sampled) to the first of them: SVDiff's "LCM Inversion". Each step
+    predicts ``eps_fn(x, t_to)`` (the model's epsilon at the *next* timestep, the usual DDIM
+    inversion approximation) and moves ``x`` from ``t_from`` to ``t_to`` along it. Shared by the
+    streaming editor and the training objective that trains on what the stream sees."""
+    up = jnp.asarray(timesteps)[::-1]
+    prev = jnp.concatenate([jnp.array([-1], up.dtype), up[:-1]])  # -1: z0 itself (the final alpha)
+
+    def step(x, inp):
+        t_to, t_from = inp
+        eps = eps_fn(x, t_to).astype(jnp.float32)
+        a_from, a_to = s.alpha(t_from), s.alpha(t_to)
+        x0 = (x - jnp.sqrt(1 - a_from) * eps) / jnp.sqrt(a_from)
+        return jnp.sqrt(a_to) * x0 + jnp.sqrt(1 - a_to) * eps, None
+
+    return jax.lax.scan(step, z0, (up, prev))[0]

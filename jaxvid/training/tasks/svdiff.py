@@ -4,6 +4,7 @@ A batch holds ``B`` videos of ``N`` frames, split into ``K = N / L`` clips of ``
 
 * one timestep per video, shared by its frames; fresh noise (and a fresh VAE posterior sample)
   per frame; the denoising loss per frame is the MSE to the schedule's target (epsilon, v or x0);
+  ``noising`` can instead give the frames what the streaming editor's memory sees (below);
 * inside a clip, ``jax.lax.scan`` over frames carries the temporal state (the memory);
 * the state leaving clip ``k`` enters clip ``k + 1`` through ``stop_gradient``; the memory is
   initialised *inside* the loss of the first clip, so ``w0`` and the positional FFN are trained;
@@ -26,9 +27,18 @@ from flax import nnx
 
 from jaxvid.models.temporal import TemporalConfig, TemporalUNet
 from jaxvid.pipelines.autoencode import encode_latents
+from jaxvid.models.embeddings import guidance_scale_embedding
+from jaxvid.schedulers.lcm import lcm_invert, lcm_timesteps
 from jaxvid.schedulers.schedule import NoiseSchedule, add_noise, training_target
 
 REMAT = ("none", "frame", "block")
+# gaussian: fresh noise per frame at a uniform timestep (the paper's objective, Eq. 4);
+# fixed: one noise per video, shared by its frames (the stream's default fixed noise);
+# lcm_inversion: what the stream's memory sees under its defaults: t drawn from the stream's
+#   LCM timesteps; at the first (highest) one the frame's LCM inversion (base UNet, empty prompt,
+#   paper §4.3 "clips after inversion"), at later ones the frame noised with the video's fixed
+#   noise. The target is the noise that the latent holds, (x_t - sqrt(a) z0) / sqrt(1 - a).
+NOISING = ("gaussian", "fixed", "lcm_inversion")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -39,6 +49,9 @@ class ObjectiveConfig:
     caption_dropout: float = 0.1
     remat: str = "none"  # none | frame (each frame's UNet call) | block (each resnet / transformer block)
     remat_policy: str = "nothing_saveable"  # a jax.checkpoint_policies name
+    noising: str = "gaussian"  # see NOISING
+    lcm_steps: int = 3  # lcm_inversion: the stream's steps (its timesteps are the ones trained)
+    original_inference_steps: int = 50  # lcm_inversion: the stream's LCM distillation schedule
 
     def __post_init__(self) -> None:
         if self.clip_frames < 1 or not 0.0 <= self.caption_dropout <= 1.0:
@@ -47,6 +60,11 @@ class ObjectiveConfig:
             raise ValueError(f"remat must be one of {REMAT}, got {self.remat!r}")
         if not hasattr(jax.checkpoint_policies, self.remat_policy):
             raise ValueError(f"unknown jax.checkpoint_policies policy {self.remat_policy!r}")
+        if self.noising not in NOISING:
+            raise ValueError(f"noising must be one of {NOISING}, got {self.noising!r}")
+        if not 1 <= self.lcm_steps <= self.original_inference_steps:
+            raise ValueError(f"need 1 <= lcm_steps <= original_inference_steps, got {self.lcm_steps}, "
+                             f"{self.original_inference_steps}")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -91,13 +109,43 @@ def loss_and_grads(trainable, frozen, batch: dict, key: jax.Array, *, graphs: Gr
     unet_state, vae_state, text_state = frozen
     vae = nnx.merge(graphs.vae, vae_state)
     k_t, k_drop, k_clips = jax.random.split(key, 3)
-    t = jax.random.randint(k_t, (B,), 0, schedule.num_train_timesteps)
+    k_video = jax.random.fold_in(key, 1)  # fixed / lcm_inversion: the video's noise (same key every frame)
+    if cfg.noising == "lcm_inversion":
+        table = jnp.asarray(lcm_timesteps(cfg.lcm_steps, original_inference_steps=cfg.original_inference_steps,
+                                          num_train_timesteps=schedule.num_train_timesteps))
+        t = table[jax.random.randint(k_t, (B,), 0, table.shape[0])]
+    else:
+        t = jax.random.randint(k_t, (B,), 0, schedule.num_train_timesteps)
     drop = jax.random.uniform(k_drop, (B,)) < cfg.caption_dropout
     ids = jnp.where(drop[:, None], uncond_ids[None, :], ids)
-    context = jax.lax.stop_gradient(nnx.merge(graphs.text, text_state)(ids).last_hidden_state)
+    text = nnx.merge(graphs.text, text_state)
+    context = jax.lax.stop_gradient(text(ids).last_hidden_state)
     f = vae.config.downsample_factor
     latent_hw = (video.shape[2] // f, video.shape[3] // f)
     block_remat = cfg.remat_policy if cfg.remat == "block" else None
+    if cfg.noising == "lcm_inversion":
+        base = nnx.merge(graphs.unet, unet_state)
+        uncond = jax.lax.stop_gradient(text(uncond_ids[None]).last_hidden_state)
+        cond = None
+        if base.config.time_cond_proj_dim:  # a fully distilled LCM: invert at guidance 0, as the stream does
+            cond = jnp.broadcast_to(guidance_scale_embedding(jnp.float32(0.0), base.config.time_cond_proj_dim),
+                                    (B, base.config.time_cond_proj_dim))
+
+    def noisy_latent(z0, k_noise):
+        """``(x_t, the noise it holds)`` for one frame of every video (see NOISING)."""
+        if cfg.noising == "gaussian":
+            noise = jax.random.normal(k_noise, z0.shape, jnp.float32)
+            return add_noise(schedule, z0, noise, t), noise
+        noise = jax.random.normal(k_video, z0.shape, jnp.float32)
+        noisy = add_noise(schedule, z0, noise, t)
+        if cfg.noising == "fixed":
+            return noisy, noise
+        ctx = jnp.broadcast_to(uncond, (B, *uncond.shape[1:]))
+        inverted = lcm_invert(lambda x, tt: base(x, jnp.full((B,), tt), ctx, timestep_cond=cond), schedule, z0, table)
+        first = (t == table[0])[:, None, None, None]
+        noisy = jax.lax.stop_gradient(jnp.where(first, inverted, noisy))
+        a = schedule.alpha(t)[:, None, None, None]
+        return noisy, (noisy - jnp.sqrt(a) * z0) / jnp.sqrt(1 - a)
 
     def clip_loss(params, carried, k, clip, clip_key):
         """Mean loss of one clip ``[L, B, H, W, 3]`` -> (loss, (state out, per-video loss))."""
@@ -116,8 +164,8 @@ def loss_and_grads(trainable, frozen, batch: dict, key: jax.Array, *, graphs: Gr
             k_enc, k_noise = jax.random.split(fkey)
             pixels = frame.astype(jnp.float32) / 127.5 - 1.0
             z0 = jax.lax.stop_gradient(encode_latents(vae, pixels, k_enc).astype(jnp.float32))
-            noise = jax.random.normal(k_noise, z0.shape, jnp.float32)
-            pred, state = denoise(state, add_noise(schedule, z0, noise, t))
+            noisy, noise = noisy_latent(z0, k_noise)
+            pred, state = denoise(state, noisy)
             err = (pred.astype(jnp.float32) - training_target(schedule, z0, noise, t)) ** 2
             return state, jnp.mean(err, axis=(1, 2, 3))
 
