@@ -13,6 +13,9 @@ on the quality test's clips (``ToyWorld(seed=7)`` clips 2-7, background-colour e
 * ``moving_rms``: RMS error of the frame-to-frame change where the ground truth moves;
 * ``attr_acc`` and ``psnr_in``: whether the edit happened at all.
 
+A first row scores the unedited source as if it were the output: it has the ground truth's
+motion, so it bounds the temporal measures of a method that stops editing.
+
 Writes ``outputs/bench/toyworld_memory.json`` (``--update-results``: experiments/results/, which
 docs/toyworld.md reads).
 """
@@ -45,6 +48,20 @@ def change_errors(out: np.ndarray, target: np.ndarray) -> tuple[float, float]:
     return float(np.sqrt(np.mean(d_out[still] ** 2))), float(np.sqrt(np.mean((d_out - d_gt)[~still] ** 2)))
 
 
+def measure(setting: str, method: str, outs, edits, toy_metrics) -> dict:
+    """One table row: the measures averaged over the clips."""
+    per = []
+    for out, e in zip(outs, edits, strict=True):
+        r = toy_metrics(np.asarray(out), e)
+        still, moving = change_errors(np.asarray(out), e.target)
+        per.append([r["temporal_psnr"], still, moving, r["attr_acc"], r.get("psnr_in", float("nan"))])
+    mean = [round(float(v), 3) for v in np.mean(per, axis=0)]
+    row = dict(setting=setting, method=method, temporal_psnr=mean[0], still_rms=mean[1], moving_rms=mean[2],
+               attr_acc=mean[3], psnr_in=mean[4])
+    print(row, flush=True)
+    return row
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--memories", nargs="*", default=[], help="exported memory folders to compare")
@@ -62,22 +79,14 @@ def main() -> None:
     model = default_bundle()
     methods = ["svdiff-zero", "svdiff", *(f"svdiff@{m}" for m in args.memories)]
     edits = [ToyWorld(7, size=64).edit(i, "background_color", frames=24) for i in range(2, 8)]
-    rows = []
+    rows = [measure("none", "source (unedited)", [e.source for e in edits], edits, toy_metrics)]
     for setting in args.settings:
         stream = dataclasses.replace(StreamConfig(), **SETTINGS[setting])
         for name in methods:
             m = build(name, model, model_dir=default_model_dir(), edit_config=None, stream_config=stream)
-            per = []
-            for i, e in enumerate(edits):
-                out, _ = m.run(EvalItem(str(i), e.source, e.source_caption, e.target_caption, e.kind, e))
-                r = toy_metrics(np.asarray(out), e)
-                still, moving = change_errors(np.asarray(out), e.target)
-                per.append([r["temporal_psnr"], still, moving, r["attr_acc"], r["psnr_in"]])
-            mean = [round(float(v), 3) for v in np.mean(per, axis=0)]
-            row = dict(setting=setting, method=name, temporal_psnr=mean[0], still_rms=mean[1], moving_rms=mean[2],
-                       attr_acc=mean[3], psnr_in=mean[4])
-            rows.append(row)
-            print(row, flush=True)
+            outs = [m.run(EvalItem(str(i), e.source, e.source_caption, e.target_caption, e.kind, e))[0]
+                    for i, e in enumerate(edits)]
+            rows.append(measure(setting, name, outs, edits, toy_metrics))
     print(f"wrote {write_results('toyworld_memory', {'rows': rows}, args.update_results)}")
 
 

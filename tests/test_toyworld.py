@@ -153,7 +153,8 @@ def test_trained_memory_lowers_the_held_out_objective(model):
 @pytest.mark.slow
 @pytest.mark.xfail(strict=True, reason="known gap, measured: the toy memory lowers the denoising loss but not "
                    "the flicker of LCM-inverted 2-3-step edits (temporal PSNR 0.15-0.9 dB below a zero memory; "
-                   "trained 4x longer: the same, docs/toyworld.md)")
+                   "trained 4x longer or on fixed noise: the same; trained on LCM-inverted latents: steadier by "
+                   "not editing, colour accuracy 0; docs/toyworld.md)")
 @needs_model
 def test_trained_memory_is_more_temporally_consistent_than_none(model):
     from jaxvid.evaluation.datasets import EvalItem
@@ -169,9 +170,13 @@ def test_trained_memory_is_more_temporally_consistent_than_none(model):
         for index in range(2, 8):
             e = ToyWorld(7, size=64).edit(index, "background_color", frames=24)
             out, _ = m.run(EvalItem(str(index), e.source, e.source_caption, e.target_caption, e.kind, e))
-            vals.append(toy_metrics(out, e)["temporal_psnr"])
-        results[name] = float(np.mean(vals))
-    assert results["svdiff"] > results["svdiff-zero"], results
+            metrics = toy_metrics(out, e)
+            vals.append((metrics["temporal_psnr"], metrics["attr_acc"]))
+        results[name] = np.mean(vals, axis=0)
+    # steadier *and still editing*: a memory that reproduces the source is perfectly steady (the
+    # source has the ground truth's motion) but edits nothing, as one trained on inverted latents did
+    assert results["svdiff"][0] > results["svdiff-zero"][0], results
+    assert results["svdiff"][1] >= results["svdiff-zero"][1] - 0.05, results
 
 
 # thresholds: the measured numbers above, with margin for another CPU's rounding and per-frame
