@@ -31,10 +31,14 @@ def micro():
     return random_bundle(get_config("micro"))
 
 
+# the optimizer of `_train_args` below (configs/svdiff_train.py:tiny at lr 0.01): the fixture's step
+# is then the very program the CLI runs compile, which they take from the compilation cache
+OPTIM = OptimConfig(learning_rate=1e-2, warmup_steps=10)
+
+
 def make_trainer(bundle, **objective):
     task = SVDiffTask(bundle, temporal=TemporalConfig(memory_hw=(2, 2)), objective=ObjectiveConfig(clip_frames=2, **objective))
-    return Trainer(task, optim=OptimConfig(learning_rate=1e-2, weight_decay=0.0), total_steps=100,
-                   mesh=make_mesh({"data": -1}))
+    return Trainer(task, optim=OPTIM, total_steps=100, mesh=make_mesh({"data": -1}))
 
 
 def batch(trainer, b=2, n=4, seed=0):
@@ -276,6 +280,7 @@ def test_nan_stops_the_run_naming_the_step_and_keeps_the_last_checkpoint(tmp_pat
     cfg.data.size, cfg.data.frames, cfg.objective.clip_frames = (16, 16), 4, 2
     cfg.temporal.memory_hw = (2, 2)
     cfg.steps, cfg.checkpoint_every, cfg.log_every, cfg.sample.every = 5, 2, 1, 0
+    cfg.optim.learning_rate = OPTIM.learning_rate  # the shared program (see OPTIM)
     real_step = Trainer.step
 
     def poisoned(self, state, data):
