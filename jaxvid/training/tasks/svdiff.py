@@ -25,9 +25,9 @@ import jax
 import jax.numpy as jnp
 from flax import nnx
 
+from jaxvid.models.embeddings import guidance_scale_embedding
 from jaxvid.models.temporal import TemporalConfig, TemporalUNet
 from jaxvid.pipelines.autoencode import encode_latents
-from jaxvid.models.embeddings import guidance_scale_embedding
 from jaxvid.schedulers.lcm import lcm_invert, lcm_timesteps
 from jaxvid.schedulers.schedule import NoiseSchedule, add_noise, training_target
 
