@@ -20,8 +20,8 @@ the rest down; results are written after every section):
    same ``jaxvid train`` code, with its wall time (compile included), steady steps/s, and the
    full stage's time extrapolated from them.
 
-The machine lacks diffusers and ml_collections (and may have another flax): carry wheels, see
-docs/benchmarks.md ("GPU runs").
+The machine lacks diffusers, ml_collections, grain and tensorboardX (and may have another flax):
+carry wheels, see docs/benchmarks.md ("GPU: one H200").
 """
 
 from __future__ import annotations
