@@ -95,6 +95,7 @@ def reference(trainable, frozen, data, key, tr, *, stop: bool):
     table = lcm_timesteps(cfg.lcm_steps, original_inference_steps=cfg.original_inference_steps)
     if cfg.noising == "lcm_inversion":
         t = jnp.asarray(table)[jax.random.randint(k_t, (B,), 0, len(table))]
+        inverted_video = (t == table[0]) & jax.random.bernoulli(jax.random.fold_in(key, 2), cfg.inversion_share, (B,))
     else:
         t = jax.random.randint(k_t, (B,), 0, s.num_train_timesteps)
     drop = jax.random.uniform(k_drop, (B,)) < cfg.caption_dropout
@@ -129,7 +130,7 @@ def reference(trainable, frozen, data, key, tr, *, stop: bool):
                     eps = jax.random.normal(jax.random.fold_in(key, 1), z0.shape)
                 x = add_noise(s, z0, eps, t)
                 if cfg.noising == "lcm_inversion":
-                    x = jnp.where((t == table[0])[:, None, None, None], inverted(z0), x)
+                    x = jnp.where(inverted_video[:, None, None, None], inverted(z0), x)
                     a = s.alphas_cumprod[t][:, None, None, None]
                     eps = (x - jnp.sqrt(a) * z0) / jnp.sqrt(1 - a)
                 pred, state = model(x, t, text, state)
@@ -182,17 +183,20 @@ def test_a_gradient_crossing_a_clip_would_be_seen(trained):
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("noising", ["fixed", "lcm_inversion"])
-def test_stream_matched_noising_equals_plain_loops(trained, micro, noising):
+@pytest.mark.parametrize("noising,share", [("fixed", 1.0), ("lcm_inversion", 1.0), ("lcm_inversion", 0.2)])
+def test_stream_matched_noising_equals_plain_loops(trained, micro, noising, share):
     """The objective's ``noising`` options against the plain transcription: one noise per video
     (``fixed``), and LCM-inverted latents at the first LCM timestep with the noise they hold as
-    the target (``lcm_inversion``; this key draws both of its timesteps, so both branches run)."""
-    tr = make_trainer(micro, noising=noising, lcm_steps=2)
+    the target (``lcm_inversion``; this key draws both of its timesteps, so both branches run),
+    for all or a share of the videos."""
+    tr = make_trainer(micro, noising=noising, lcm_steps=2, inversion_share=share)
     params, data, key = trained["init"], batch(tr, n=4), jax.random.key(3)
     params = jax.tree.map(lambda a: a + 0.05 * np.random.default_rng(0).standard_normal(a.shape, np.float32), params)
     if noising == "lcm_inversion":
         picks = jax.random.randint(jax.random.split(key, 3)[0], (2,), 0, 2)
         assert sorted(np.asarray(picks).tolist()) == [0, 1], "the key must draw both timesteps"
+        inverted = np.asarray(jax.random.bernoulli(jax.random.fold_in(key, 2), share, (2,)))[np.argmin(picks)]
+        assert inverted == (share == 1.0), "with a share < 1 the key must leave the first-timestep video noised"
     ours = loss_and_grads(tr.task, params, tr.frozen, data, key)
     ref_loss, ref_grads = jax.jit(lambda p, f, d, k: reference(p, f, d, k, tr, stop=True))(params, tr.frozen, data, key)
     # measured: as the gaussian objective's test (loss equal to ~1e-7 relative, grads within float32 noise)
@@ -308,6 +312,7 @@ def test_bad_training_configs_fail_before_any_work(tmp_path):
                                 ("objective.remat", "everything", "remat must be"),
                                 ("objective.noising", "uniform", "noising must be"),
                                 ("objective.lcm_steps", 0, "lcm_steps"),
+                                ("objective.inversion_share", 1.5, "inversion_share"),
                                 ("optim.schedule", "exp", "schedule must be"),
                                 ("temporal.memory_init", "random", "memory_init")):
         cfg = train_config("tiny")

@@ -38,6 +38,7 @@ REMAT = ("none", "frame", "block")
 #   LCM timesteps; at the first (highest) one the frame's LCM inversion (base UNet, empty prompt,
 #   paper §4.3 "clips after inversion"), at later ones the frame noised with the video's fixed
 #   noise. The target is the noise that the latent holds, (x_t - sqrt(a) z0) / sqrt(1 - a).
+#   ``inversion_share`` < 1 inverts only that share of the videos (the rest: the fixed noise).
 NOISING = ("gaussian", "fixed", "lcm_inversion")
 
 
@@ -52,6 +53,7 @@ class ObjectiveConfig:
     noising: str = "gaussian"  # see NOISING
     lcm_steps: int = 3  # lcm_inversion: the stream's steps (its timesteps are the ones trained)
     original_inference_steps: int = 50  # lcm_inversion: the stream's LCM distillation schedule
+    inversion_share: float = 1.0  # lcm_inversion: share of videos inverted at the first timestep
 
     def __post_init__(self) -> None:
         if self.clip_frames < 1 or not 0.0 <= self.caption_dropout <= 1.0:
@@ -62,6 +64,8 @@ class ObjectiveConfig:
             raise ValueError(f"unknown jax.checkpoint_policies policy {self.remat_policy!r}")
         if self.noising not in NOISING:
             raise ValueError(f"noising must be one of {NOISING}, got {self.noising!r}")
+        if not 0.0 <= self.inversion_share <= 1.0:
+            raise ValueError(f"inversion_share must be in [0, 1], got {self.inversion_share}")
         if not 1 <= self.lcm_steps <= self.original_inference_steps:
             raise ValueError(f"need 1 <= lcm_steps <= original_inference_steps, got {self.lcm_steps}, "
                              f"{self.original_inference_steps}")
@@ -114,6 +118,7 @@ def loss_and_grads(trainable, frozen, batch: dict, key: jax.Array, *, graphs: Gr
         table = jnp.asarray(lcm_timesteps(cfg.lcm_steps, original_inference_steps=cfg.original_inference_steps,
                                           num_train_timesteps=schedule.num_train_timesteps))
         t = table[jax.random.randint(k_t, (B,), 0, table.shape[0])]
+        inverted_video = (t == table[0]) & jax.random.bernoulli(jax.random.fold_in(key, 2), cfg.inversion_share, (B,))
     else:
         t = jax.random.randint(k_t, (B,), 0, schedule.num_train_timesteps)
     drop = jax.random.uniform(k_drop, (B,)) < cfg.caption_dropout
@@ -142,8 +147,7 @@ def loss_and_grads(trainable, frozen, batch: dict, key: jax.Array, *, graphs: Gr
             return noisy, noise
         ctx = jnp.broadcast_to(uncond, (B, *uncond.shape[1:]))
         inverted = lcm_invert(lambda x, tt: base(x, jnp.full((B,), tt), ctx, timestep_cond=cond), schedule, z0, table)
-        first = (t == table[0])[:, None, None, None]
-        noisy = jax.lax.stop_gradient(jnp.where(first, inverted, noisy))
+        noisy = jax.lax.stop_gradient(jnp.where(inverted_video[:, None, None, None], inverted, noisy))
         a = schedule.alpha(t)[:, None, None, None]
         return noisy, (noisy - jnp.sqrt(a) * z0) / jnp.sqrt(1 - a)
 
