@@ -131,10 +131,14 @@ def loss_and_grads(trainable, frozen, batch: dict, key: jax.Array, *, graphs: Gr
     if cfg.noising == "lcm_inversion":
         base = nnx.merge(graphs.unet, unet_state)
         uncond = jax.lax.stop_gradient(text(uncond_ids[None]).last_hidden_state)
+        empty = jnp.broadcast_to(uncond, (B, *uncond.shape[1:]))  # the stream inverts with the empty prompt
         cond = None
         if base.config.time_cond_proj_dim:  # a fully distilled LCM: invert at guidance 0, as the stream does
             cond = jnp.broadcast_to(guidance_scale_embedding(jnp.float32(0.0), base.config.time_cond_proj_dim),
                                     (B, base.config.time_cond_proj_dim))
+
+        def base_eps(x, tt):
+            return base(x, jnp.full((B,), tt), empty, timestep_cond=cond)
 
     def noisy_latent(z0, k_noise):
         """``(x_t, the noise it holds)`` for one frame of every video (see NOISING)."""
@@ -145,8 +149,7 @@ def loss_and_grads(trainable, frozen, batch: dict, key: jax.Array, *, graphs: Gr
         noisy = add_noise(schedule, z0, noise, t)
         if cfg.noising == "fixed":
             return noisy, noise
-        ctx = jnp.broadcast_to(uncond, (B, *uncond.shape[1:]))
-        inverted = lcm_invert(lambda x, tt: base(x, jnp.full((B,), tt), ctx, timestep_cond=cond), schedule, z0, table)
+        inverted = lcm_invert(base_eps, schedule, z0, table)
         noisy = jax.lax.stop_gradient(jnp.where(inverted_video[:, None, None, None], inverted, noisy))
         a = schedule.alpha(t)[:, None, None, None]
         return noisy, (noisy - jnp.sqrt(a) * z0) / jnp.sqrt(1 - a)
