@@ -63,22 +63,22 @@ def run_stage(stage: str, runs: Path, overrides: list[str]) -> dict:
             "first_loss": rows[0]["loss"] if rows else None, "final_loss": rows[-1]["loss"] if rows else None}
 
 
-def assemble(runs: Path) -> Path:
-    """The built-in model folder (fp16) from the stage exports."""
+def assemble(runs: Path, out: Path = ASSET) -> Path:
+    """The built-in model folder (fp16) from the stage exports, written to ``out``."""
     import numpy as np
 
     from jaxvid.pipelines.bundle import load_pipeline, save_pipeline
 
-    if ASSET.exists():
-        shutil.rmtree(ASSET)
-    save_pipeline(load_pipeline(runs / "t2i" / "export"), ASSET, dtype=np.float16)
-    shutil.copytree(runs / "lcm" / "export", ASSET / "lcm_lora")
+    if out.exists():
+        shutil.rmtree(out)
+    save_pipeline(load_pipeline(runs / "t2i" / "export"), out, dtype=np.float16)
+    shutil.copytree(runs / "lcm" / "export", out / "lcm_lora")
     for stage in STAGES[3:]:  # the memory and the baselines (shift has no weights: it needs no training)
         src = stage_dir(runs, stage) / "export"
         if src.exists():
             kind = json.loads((src / "temporal_config.json").read_text())["kind"]
-            shutil.copytree(src, ASSET / "temporal" / kind)
-    return ASSET
+            shutil.copytree(src, out / "temporal" / kind)
+    return out
 
 
 def main() -> None:
@@ -88,7 +88,12 @@ def main() -> None:
     ap.add_argument("--ablations", action="store_true", help="also train the SVDiff ablations (not shipped)")
     ap.add_argument("--no-assemble", action="store_true", help="train only")
     ap.add_argument("--set", action="append", default=[], help="override for every stage, e.g. steps=10")
+    ap.add_argument("--out", type=Path, default=ASSET, help="where to assemble the model folder")
     args = ap.parse_args()
+    from configs.toyworld import get_config
+    from jaxvid.training.loop import apply_xla_flags
+
+    apply_xla_flags(get_config("vae"))  # every stage's (before JAX starts: the stages share one process)
     summary_path = args.runs / "summary.json"
     summary = json.loads(summary_path.read_text()) if summary_path.exists() else {}
     for stage in args.stages + (list(ABLATIONS) if args.ablations else []):
@@ -100,7 +105,7 @@ def main() -> None:
         summary_path.parent.mkdir(parents=True, exist_ok=True)
         summary_path.write_text(json.dumps(summary, indent=2))
     if not args.no_assemble:
-        print(f"assembled {assemble(args.runs)}")
+        print(f"assembled {assemble(args.runs, args.out)}")
 
 
 if __name__ == "__main__":

@@ -27,12 +27,13 @@ def add_parser(sub) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from jaxvid.overrides import apply_overrides, load_config
-    from jaxvid.training.loop import NonFiniteError, train
+    from jaxvid.training.loop import NonFiniteError, apply_xla_flags, train
 
     config = apply_overrides(load_config(args.config), args.config_overrides)
     if args.print_config:
         print(config)
         return 0
+    apply_xla_flags(config)
     try:
         out = train(config, args.workdir)
     except NonFiniteError as e:

@@ -27,11 +27,27 @@ from jaxvid.training.optim import OptimConfig
 from jaxvid.training.trainer import Trainer
 
 # keys that may differ between a run and its resumption (everything else must match)
-RESUMABLE_CHANGES = ("steps", "log_every", "checkpoint_every", "keep_checkpoints", "sample", "data.workers")
+RESUMABLE_CHANGES = ("steps", "log_every", "checkpoint_every", "keep_checkpoints", "sample", "data.workers",
+                     "xla_flags")
 
 
 class NonFiniteError(RuntimeError):
     """A step produced a non-finite loss or gradient; the run stopped."""
+
+
+def apply_xla_flags(config: ml_collections.ConfigDict) -> None:
+    """Add the run's ``xla_flags`` (compiler settings that change speed, not results: e.g. the toy
+    world's single-threaded Eigen kernels) to ``XLA_FLAGS``. XLA reads them once, when JAX starts
+    its backend, so entry points call this before any JAX work; a flag the user already set in
+    ``XLA_FLAGS`` wins."""
+    import os
+
+    mine = (config.get("xla_flags") or "").split()
+    user = os.environ.get("XLA_FLAGS", "").split()
+    named = {f.split("=", 1)[0] for f in user}
+    extra = [f for f in mine if f.split("=", 1)[0] not in named]
+    if extra:
+        os.environ["XLA_FLAGS"] = " ".join(user + extra)
 
 
 def _common(c: ml_collections.ConfigDict) -> tuple[DataConfig, OptimConfig]:
