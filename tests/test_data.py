@@ -119,3 +119,32 @@ def test_manifest_errors(tmp_path):
         VideoPipeline(DataConfig(source="folder"), None, batch_size=1)
     with pytest.raises(ValueError, match="data source must be"):
         DataConfig(source="youtube")
+
+
+def test_toyworld_edit_pairs_share_the_window_and_carry_the_edited_caption(tok):
+    """``toyworld_edits``: each record is a clip and its ground-truth edit (``ToyWorld.edit``, the
+    kind cycling with the index); a window cuts the same frames from both; batches carry
+    ``edited`` beside ``video`` and the edited caption's ids."""
+    from jaxvid.data.pipeline import _Tokenize, _Window
+    from jaxvid.data.toyworld import EDIT_KINDS, ToyEdits
+    from jaxvid.text import tokenize
+
+    world = ToyWorld(0, frames=3, size=16)
+    edits = ToyEdits(world)
+    for i in range(5):
+        e, r = world.edit(i, EDIT_KINDS[i % len(EDIT_KINDS)]), edits[i]
+        np.testing.assert_array_equal(r["video"], e.source)
+        np.testing.assert_array_equal(r["edited"], e.target)
+        assert r["caption"] == e.target_caption != e.source_caption
+    frames = np.arange(8, dtype=np.uint8)[:, None, None, None] * np.ones((8, 16, 16, 3), np.uint8)
+    for seed in range(4):
+        w = _Window(DataConfig(source="toyworld_edits", frames=3, size=(16, 16))).random_map(
+            {"video": frames, "edited": frames + 100, "caption": "c"}, np.random.default_rng(seed))
+        assert w["video"].shape == (3, 16, 16, 3)
+        np.testing.assert_array_equal(w["edited"], w["video"] + 100)
+    b = take(VideoPipeline(DataConfig(source="toyworld_edits", frames=3, size=(16, 16)), tok, batch_size=2), 1)[0]
+    assert b["edited"].shape == b["video"].shape and b["edited"].dtype == np.uint8
+    assert all((b["edited"][r] != b["video"][r]).any() for r in range(2))
+    t = _Tokenize(tok, 77).map(edits[1])
+    np.testing.assert_array_equal(t["ids"], tokenize(tok, edits[1]["caption"], max_length=77)[0])
+    np.testing.assert_array_equal(t["edited"], edits[1]["edited"])

@@ -2,6 +2,7 @@
 compile-once, NaN handling, exact resume across processes, and the trained memory in ``stream``."""
 
 import functools
+import os
 import json
 import subprocess
 import sys
@@ -45,7 +46,10 @@ def batch(trainer, b=2, n=4, seed=0):
     rng = np.random.default_rng(seed)
     ids = np.tile(np.asarray(trainer.task.uncond_ids), (b, 1))
     ids[:, 1] = 320 + np.arange(b)  # a word per video, so captions differ
-    return {"video": rng.integers(0, 255, (b, n, 16, 16, 3), dtype=np.uint8), "ids": ids}
+    out = {"video": rng.integers(0, 255, (b, n, 16, 16, 3), dtype=np.uint8), "ids": ids}
+    if "edited" in trainer.batch_keys:  # an edit pair: another video as the ground-truth edit
+        out["edited"] = rng.integers(0, 255, (b, n, 16, 16, 3), dtype=np.uint8)
+    return out
 
 
 @pytest.fixture(scope="module")
@@ -82,7 +86,8 @@ def test_only_temporal_parameters_train_and_the_base_stays_bit_identical(trained
 def reference(trainable, frozen, data, key, tr, *, stop: bool):
     """A plain transcription of the objective: Python loops over clips and frames, one total
     loss differentiated once (``stop``: the state entering each clip is a constant). For
-    ``noising="lcm_inversion"`` the inversion is written out here too (not ``lcm_invert``)."""
+    ``noising="lcm_inversion"`` (and ``"lcm_edit"``) the inversion is written out here too (not
+    ``lcm_invert``)."""
     from jaxvid.pipelines.autoencode import encode_latents
     from jaxvid.schedulers import lcm_timesteps
 
@@ -93,7 +98,8 @@ def reference(trainable, frozen, data, key, tr, *, stop: bool):
     K = N // L
     k_t, k_drop, k_clips = jax.random.split(key, 3)
     table = lcm_timesteps(cfg.lcm_steps, original_inference_steps=cfg.original_inference_steps)
-    if cfg.noising == "lcm_inversion":
+    lcm = cfg.noising in ("lcm_inversion", "lcm_edit")
+    if lcm:
         t = jnp.asarray(table)[jax.random.randint(k_t, (B,), 0, len(table))]
         inverted_video = (t == table[0]) & jax.random.bernoulli(jax.random.fold_in(key, 2), cfg.inversion_share, (B,))
     else:
@@ -123,14 +129,17 @@ def reference(trainable, frozen, data, key, tr, *, stop: bool):
             frame_losses = []
             for j, fk in enumerate(jax.random.split(ck, L)):
                 k_enc, k_noise = jax.random.split(fk)
-                z0 = encode_latents(vae, video[:, k * L + j].astype(jnp.float32) / 127.5 - 1.0, k_enc)
+                z_in = encode_latents(vae, video[:, k * L + j].astype(jnp.float32) / 127.5 - 1.0, k_enc)
+                z0 = z_in  # the clean latent the target points to: for lcm_edit, the edited frame's
+                if cfg.noising == "lcm_edit":
+                    z0 = encode_latents(vae, data["edited"][:, k * L + j].astype(jnp.float32) / 127.5 - 1.0, k_enc)
                 if cfg.noising == "gaussian":
                     eps = jax.random.normal(k_noise, z0.shape)
                 else:  # one noise per video, the same at every frame
                     eps = jax.random.normal(jax.random.fold_in(key, 1), z0.shape)
                 x = add_noise(s, z0, eps, t)
-                if cfg.noising == "lcm_inversion":
-                    x = jnp.where(inverted_video[:, None, None, None], inverted(z0), x)
+                if lcm:
+                    x = jnp.where(inverted_video[:, None, None, None], inverted(z_in), x)
                     a = s.alphas_cumprod[t][:, None, None, None]
                     eps = (x - jnp.sqrt(a) * z0) / jnp.sqrt(1 - a)
                 pred, state = model(x, t, text, state)
@@ -183,16 +192,18 @@ def test_a_gradient_crossing_a_clip_would_be_seen(trained):
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("noising,share", [("fixed", 1.0), ("lcm_inversion", 1.0), ("lcm_inversion", 0.2)])
+@pytest.mark.parametrize("noising,share", [("fixed", 1.0), ("lcm_inversion", 1.0), ("lcm_inversion", 0.2),
+                                           ("lcm_edit", 1.0)])
 def test_stream_matched_noising_equals_plain_loops(trained, micro, noising, share):
     """The objective's ``noising`` options against the plain transcription: one noise per video
     (``fixed``), and LCM-inverted latents at the first LCM timestep with the noise they hold as
     the target (``lcm_inversion``; this key draws both of its timesteps, so both branches run),
-    for all or a share of the videos."""
+    for all or a share of the videos; ``lcm_edit``: the source inverted, the edited video's
+    latent as the clean target."""
     tr = make_trainer(micro, noising=noising, lcm_steps=2, inversion_share=share)
     params, data, key = trained["init"], batch(tr, n=4), jax.random.key(3)
     params = jax.tree.map(lambda a: a + 0.05 * np.random.default_rng(0).standard_normal(a.shape, np.float32), params)
-    if noising == "lcm_inversion":
+    if noising != "fixed":
         picks = jax.random.randint(jax.random.split(key, 3)[0], (2,), 0, 2)
         assert sorted(np.asarray(picks).tolist()) == [0, 1], "the key must draw both timesteps"
         inverted = np.asarray(jax.random.bernoulli(jax.random.fold_in(key, 2), share, (2,)))[np.argmin(picks)]
@@ -313,6 +324,8 @@ def test_bad_training_configs_fail_before_any_work(tmp_path):
                                 ("objective.noising", "uniform", "noising must be"),
                                 ("objective.lcm_steps", 0, "lcm_steps"),
                                 ("objective.inversion_share", 1.5, "inversion_share"),
+                                ("objective.noising", "lcm_edit", "needs data.source='toyworld_edits'"),
+                                ("data.source", "toyworld_edits", "needs data.source='toyworld_edits'"),
                                 ("optim.schedule", "exp", "schedule must be"),
                                 ("temporal.memory_init", "random", "memory_init")):
         cfg = train_config("tiny")
@@ -321,3 +334,22 @@ def test_bad_training_configs_fail_before_any_work(tmp_path):
         with pytest.raises(ValueError, match=message):
             loop.train(cfg, tmp_path / "x", progress=False)
         assert not (tmp_path / "x").exists()
+
+
+def test_config_xla_flags_reach_xla_flags_before_training_and_the_user_wins(monkeypatch, tmp_path):
+    """``xla_flags`` of a run config are added to ``XLA_FLAGS`` by ``jaxvid train`` before the
+    run starts (XLA reads them once, when JAX starts its backend); a flag the user set wins."""
+    from jaxvid.cli import main
+    from jaxvid.training import loop
+
+    seen = []
+    monkeypatch.setattr(loop, "train", lambda config, workdir: seen.append(os.environ["XLA_FLAGS"]) or workdir)
+    monkeypatch.setenv("XLA_FLAGS", "--xla_cpu_multi_thread_eigen=true --xla_dump_to=/dev/null")
+    assert main(["train", "--config", str(ROOT / "configs/toyworld.py:vae"), "--workdir", str(tmp_path),
+                 "--config.xla_flags=--xla_cpu_multi_thread_eigen=false --xla_cpu_enable_fast_math=false"]) == 0
+    assert seen == ["--xla_cpu_multi_thread_eigen=true --xla_dump_to=/dev/null --xla_cpu_enable_fast_math=false"]
+    monkeypatch.delenv("XLA_FLAGS")
+    from configs.toyworld import get_config as toyworld_config
+
+    loop.apply_xla_flags(toyworld_config("t2i"))
+    assert os.environ["XLA_FLAGS"] == "--xla_cpu_multi_thread_eigen=false"

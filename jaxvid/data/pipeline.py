@@ -9,6 +9,9 @@ Sources (``config.source``):
   read with ``tfds.data_source`` (random access, no TensorFlow needed).
 * ``toyworld``: procedural toy-world clips (``jaxvid.data.toyworld``), for tests and the
   built-in model.
+* ``toyworld_edits``: toy-world edit pairs: each record also holds ``edited``, the ground-truth
+  edit of its clip (same motion, same window), and the *edited* caption (for objectives that
+  train on edits: ``objective.noising="lcm_edit"``).
 
 Every record becomes a random window of ``frames`` frames, sampled at ``fps`` (the video's own
 rate when ``None``), scaled to cover ``size`` and center-cropped. Records that cannot be decoded
@@ -30,7 +33,7 @@ import numpy as np
 
 from jaxvid.data.video import resize_cover_crop
 
-SOURCES = ("folder", "tfds", "toyworld")
+SOURCES = ("folder", "tfds", "toyworld", "toyworld_edits")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -106,7 +109,8 @@ def decode_window(video: str | bytes, frames: int, fps: float | None, rng: np.ra
 
 
 class _Window(grain.transforms.RandomMap):
-    """Record -> ``{"video": uint8 [F, H, W, 3], "caption": str}`` or ``{"skip": reason}``."""
+    """Record -> ``{"video": uint8 [F, H, W, 3], "caption": str}`` (and ``"edited"``, the same
+    window of an edit pair's target) or ``{"skip": reason}``."""
 
     def __init__(self, cfg: DataConfig):
         self.cfg = cfg
@@ -123,17 +127,23 @@ class _Window(grain.transforms.RandomMap):
             else:
                 start = int(rng.integers(0, len(video) - cfg.frames + 1))
                 video = video[start:start + cfg.frames]
+                if "edited" in record:
+                    edited = record["edited"][start:start + cfg.frames]
         else:
             name = record["video"]
             video = decode_window(name, cfg.frames, cfg.fps, rng)
         if isinstance(video, str):
             return {"skip": f"{name}: {video}"}
         h, w = cfg.size
-        if video.shape[1:3] != (h, w):
-            video = np.stack([resize_cover_crop(f, h, w) for f in video])
         caption = record["caption"]
-        return {"video": video.astype(np.uint8),
-                "caption": caption.decode() if isinstance(caption, bytes) else str(caption)}
+        out = {"video": video, "caption": caption.decode() if isinstance(caption, bytes) else str(caption)}
+        if "edited" in record:
+            out["edited"] = edited
+        for k in [k for k in ("video", "edited") if k in out]:
+            if out[k].shape[1:3] != (h, w):
+                out[k] = np.stack([resize_cover_crop(f, h, w) for f in out[k]])
+            out[k] = out[k].astype(np.uint8)
+        return out
 
 
 class _Tokenize(grain.transforms.Map):
@@ -144,11 +154,12 @@ class _Tokenize(grain.transforms.Map):
         from jaxvid.text import tokenize
 
         ids = tokenize(self.tokenizer, record["caption"], max_length=self.max_length)[0]
-        return {"video": record["video"], "ids": ids}
+        return {**{k: record[k] for k in ("video", "edited") if k in record}, "ids": ids}
 
 
 class VideoPipeline:
-    """An iterable of local batches ``{"video": uint8 [B, F, H, W, 3], "ids": int32 [B, L]}``.
+    """An iterable of local batches ``{"video": uint8 [B, F, H, W, 3], "ids": int32 [B, L]}``
+    (``toyworld_edits``: and ``"edited"``, like ``"video"``).
     ``iterator()`` gives a checkpointable grain iterator; skipped records are counted."""
 
     def __init__(self, cfg: DataConfig, tokenizer, *, batch_size: int, max_length: int = 77,
@@ -172,10 +183,11 @@ class VideoPipeline:
     def _source(cfg: DataConfig):
         if cfg.source in ("folder", "tfds") and not cfg.path:
             raise ValueError(f"data source {cfg.source!r} needs data.path")
-        if cfg.source == "toyworld":
-            from jaxvid.data.toyworld import ToyWorld
+        if cfg.source in ("toyworld", "toyworld_edits"):
+            from jaxvid.data.toyworld import ToyEdits, ToyWorld
 
-            return ToyWorld(cfg.seed, frames=cfg.frames, size=cfg.size[0])
+            world = ToyWorld(cfg.seed, frames=cfg.frames, size=cfg.size[0])
+            return world if cfg.source == "toyworld" else ToyEdits(world)
         if cfg.source == "tfds":
             import tensorflow_datasets as tfds
 

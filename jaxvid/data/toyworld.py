@@ -242,6 +242,24 @@ class ToyWorld:
         return ToyEdit(a, b, mask, src.caption, tgt.caption, kind, src, tgt)
 
 
+class ToyEdits:
+    """Ground-truth edit pairs by random access (a grain data source), for training on edits:
+    ``edits[i] -> {"video": source, "edited": its edit (same motion), "caption": the edited
+    scene's caption}``; the edit's kind cycles through ``kinds`` with the index."""
+
+    def __init__(self, world: ToyWorld, kinds: Sequence[str] = EDIT_KINDS):
+        if not kinds or any(k not in EDIT_KINDS for k in kinds):
+            raise ValueError(f"edit kinds must be a non-empty subset of {EDIT_KINDS}, got {kinds}")
+        self.world, self.kinds = world, tuple(kinds)
+
+    def __len__(self) -> int:
+        return len(self.world)
+
+    def __getitem__(self, index: int) -> dict:
+        e = self.world.edit(index, self.kinds[index % len(self.kinds)])
+        return {"video": e.source, "edited": e.target, "caption": e.target_caption}
+
+
 def hue_of(rgb: Sequence[float]) -> float:
     """Hue in degrees of an RGB colour (0-255)."""
     r, g, b = (np.asarray(rgb, np.float64) / 255.0)

@@ -60,8 +60,14 @@ class Trainer:
                                                           self.batch_shardings()),
                              out_shardings=(self.state_shardings, rep), donate_argnums=(0,))
 
+    @property
+    def batch_keys(self) -> tuple[str, ...]:
+        """What a batch holds: ``video`` and ``ids``, and whatever else the task reads (an edit
+        pair's ``edited`` video)."""
+        return getattr(self.task, "batch_keys", ("video", "ids"))
+
     def batch_shardings(self) -> dict:
-        return {"video": batch_sharding(self.mesh, 5), "ids": batch_sharding(self.mesh, 2)}
+        return {k: batch_sharding(self.mesh, 2 if k == "ids" else 5) for k in self.batch_keys}
 
     def init(self, seed: int) -> TrainState:
         return self._init(jax.random.key_data(jax.random.key(seed)))
@@ -76,8 +82,8 @@ class Trainer:
         """``(state, frozen, batch)`` of the train step as shapes (the frozen weights as they are)."""
         s = self.batch_shardings()
         ids = getattr(self.task, "uncond_ids", jnp.zeros(77)).shape[-1]  # the text encoder's window
-        batch = {"video": jax.ShapeDtypeStruct((batch_size, frames, height, width, 3), jnp.uint8, sharding=s["video"]),
-                 "ids": jax.ShapeDtypeStruct((batch_size, ids), jnp.int32, sharding=s["ids"])}
+        batch = {k: jax.ShapeDtypeStruct((batch_size, ids), jnp.int32, sharding=s[k]) if k == "ids" else
+                 jax.ShapeDtypeStruct((batch_size, frames, height, width, 3), jnp.uint8, sharding=s[k]) for k in s}
         return self.abstract_state(), self.frozen, batch
 
     def lower(self, batch_size: int, frames: int, height: int, width: int):
@@ -112,7 +118,11 @@ class Trainer:
     def global_batch(self, batch: dict) -> dict:
         """A process-local numpy batch as global arrays sharded over the mesh."""
         shardings = self.batch_shardings()
-        return {k: jax.make_array_from_process_local_data(shardings[k], np.asarray(batch[k])) for k in ("video", "ids")}
+        missing = [k for k in shardings if k not in batch]
+        if missing:
+            raise ValueError(f"the {self.task.name} task needs {missing} in every batch (e.g. data.source="
+                             "'toyworld_edits' for an edit objective)")
+        return {k: jax.make_array_from_process_local_data(shardings[k], np.asarray(batch[k])) for k in shardings}
 
     def host_params(self, state: TrainState) -> Any:
         """The trainable parameters as host arrays (gathered across processes if needed)."""

@@ -39,7 +39,12 @@ REMAT = ("none", "frame", "block")
 #   paper §4.3 "clips after inversion"), at later ones the frame noised with the video's fixed
 #   noise. The target is the noise that the latent holds, (x_t - sqrt(a) z0) / sqrt(1 - a).
 #   ``inversion_share`` < 1 inverts only that share of the videos (the rest: the fixed noise).
-NOISING = ("gaussian", "fixed", "lcm_inversion")
+# lcm_edit: lcm_inversion on ground-truth edit pairs (data.source="toyworld_edits"; beyond the
+#   paper): the *source* frame is inverted, and the clean latent the target points to — and the one
+#   later timesteps are noised from — is the *edited* frame's, under the edited caption. The stream's
+#   memory is then trained on what it should output, so reconstructing the source no longer pays.
+NOISING = ("gaussian", "fixed", "lcm_inversion", "lcm_edit")
+LCM_NOISING = ("lcm_inversion", "lcm_edit")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -51,9 +56,9 @@ class ObjectiveConfig:
     remat: str = "none"  # none | frame (each frame's UNet call) | block (each resnet / transformer block)
     remat_policy: str = "nothing_saveable"  # a jax.checkpoint_policies name
     noising: str = "gaussian"  # see NOISING
-    lcm_steps: int = 3  # lcm_inversion: the stream's steps (its timesteps are the ones trained)
-    original_inference_steps: int = 50  # lcm_inversion: the stream's LCM distillation schedule
-    inversion_share: float = 1.0  # lcm_inversion: share of videos inverted at the first timestep
+    lcm_steps: int = 3  # lcm_*: the stream's steps (its timesteps are the ones trained)
+    original_inference_steps: int = 50  # lcm_*: the stream's LCM distillation schedule
+    inversion_share: float = 1.0  # lcm_*: share of videos inverted at the first timestep
 
     def __post_init__(self) -> None:
         if self.clip_frames < 1 or not 0.0 <= self.caption_dropout <= 1.0:
@@ -101,10 +106,12 @@ def state_rms(state: tuple) -> jax.Array:
 def loss_and_grads(trainable, frozen, batch: dict, key: jax.Array, *, graphs: Graphs, schedule: NoiseSchedule,
                    uncond_ids: jax.Array, cfg: ObjectiveConfig) -> tuple[jax.Array, Any, dict]:
     """``(loss, grads of trainable, aux)`` for ``batch = {"video": uint8 [B, N, H, W, 3],
-    "ids": int32 [B, L]}``; ``trainable`` = the temporal modules' parameters, ``frozen = (base
-    UNet state, VAE state, text encoder state)``.
+    "ids": int32 [B, L]}`` (``lcm_edit``: and ``"edited"``, like ``"video"``); ``trainable`` = the
+    temporal modules' parameters, ``frozen = (base UNet state, VAE state, text encoder state)``.
     ``aux``: per-video losses ``[B]`` and the final temporal state's RMS per site."""
-    video, ids = batch["video"], batch["ids"]
+    video, ids, edited = batch["video"], batch["ids"], batch.get("edited")
+    if (edited is not None) != (cfg.noising == "lcm_edit"):
+        raise ValueError("noising='lcm_edit' trains on edit pairs: the batch must hold 'edited' exactly then")
     B, N = video.shape[:2]
     L = cfg.clip_frames
     if N % L:
@@ -114,7 +121,7 @@ def loss_and_grads(trainable, frozen, batch: dict, key: jax.Array, *, graphs: Gr
     vae = nnx.merge(graphs.vae, vae_state)
     k_t, k_drop, k_clips = jax.random.split(key, 3)
     k_video = jax.random.fold_in(key, 1)  # fixed / lcm_inversion: the video's noise (same key every frame)
-    if cfg.noising == "lcm_inversion":
+    if cfg.noising in LCM_NOISING:
         table = jnp.asarray(lcm_timesteps(cfg.lcm_steps, original_inference_steps=cfg.original_inference_steps,
                                           num_train_timesteps=schedule.num_train_timesteps))
         t = table[jax.random.randint(k_t, (B,), 0, table.shape[0])]
@@ -128,7 +135,7 @@ def loss_and_grads(trainable, frozen, batch: dict, key: jax.Array, *, graphs: Gr
     f = vae.config.downsample_factor
     latent_hw = (video.shape[2] // f, video.shape[3] // f)
     block_remat = cfg.remat_policy if cfg.remat == "block" else None
-    if cfg.noising == "lcm_inversion":
+    if cfg.noising in LCM_NOISING:
         base = nnx.merge(graphs.unet, unet_state)
         uncond = jax.lax.stop_gradient(text(uncond_ids[None]).last_hidden_state)
         empty = jnp.broadcast_to(uncond, (B, *uncond.shape[1:]))  # the stream inverts with the empty prompt
@@ -140,8 +147,10 @@ def loss_and_grads(trainable, frozen, batch: dict, key: jax.Array, *, graphs: Gr
         def base_eps(x, tt):
             return base(x, jnp.full((B,), tt), empty, timestep_cond=cond)
 
-    def noisy_latent(z0, k_noise):
-        """``(x_t, the noise it holds)`` for one frame of every video (see NOISING)."""
+    def noisy_latent(z_in, z0, k_noise):
+        """``(x_t, the noise it holds)`` for one frame of every video (see NOISING): ``z0`` is
+        the clean latent the target points to, ``z_in`` the one inverted (they differ for
+        ``lcm_edit`` only)."""
         if cfg.noising == "gaussian":
             noise = jax.random.normal(k_noise, z0.shape, jnp.float32)
             return add_noise(schedule, z0, noise, t), noise
@@ -149,13 +158,14 @@ def loss_and_grads(trainable, frozen, batch: dict, key: jax.Array, *, graphs: Gr
         noisy = add_noise(schedule, z0, noise, t)
         if cfg.noising == "fixed":
             return noisy, noise
-        inverted = lcm_invert(base_eps, schedule, z0, table)
+        inverted = lcm_invert(base_eps, schedule, z_in, table)
         noisy = jax.lax.stop_gradient(jnp.where(inverted_video[:, None, None, None], inverted, noisy))
         a = schedule.alpha(t)[:, None, None, None]
         return noisy, (noisy - jnp.sqrt(a) * z0) / jnp.sqrt(1 - a)
 
-    def clip_loss(params, carried, k, clip, clip_key):
-        """Mean loss of one clip ``[L, B, H, W, 3]`` -> (loss, (state out, per-video loss))."""
+    def clip_loss(params, carried, k, clip, edited_clip, clip_key):
+        """Mean loss of one clip ``[L, B, H, W, 3]`` (and its edit, or None) -> (loss, (state
+        out, per-video loss))."""
         model = graphs.model(unet_state, params)
         fresh = model.init_state(B, latent_hw)
         state = jax.tree.map(lambda a, b: jnp.where(k == 0, a, b), fresh, carried)
@@ -166,34 +176,42 @@ def loss_and_grads(trainable, frozen, batch: dict, key: jax.Array, *, graphs: Gr
         if cfg.remat == "frame":  # only the UNet call: the frozen VAE encode is not worth recomputing
             denoise = jax.checkpoint(denoise, policy=getattr(jax.checkpoint_policies, cfg.remat_policy))
 
-        def frame_step(state, inp):
-            frame, fkey = inp
-            k_enc, k_noise = jax.random.split(fkey)
+        def latent(frame, k_enc):
             pixels = frame.astype(jnp.float32) / 127.5 - 1.0
-            z0 = jax.lax.stop_gradient(encode_latents(vae, pixels, k_enc).astype(jnp.float32))
-            noisy, noise = noisy_latent(z0, k_noise)
+            return jax.lax.stop_gradient(encode_latents(vae, pixels, k_enc).astype(jnp.float32))
+
+        def frame_step(state, inp):
+            frame, edited_frame, fkey = inp
+            k_enc, k_noise = jax.random.split(fkey)
+            z_in = latent(frame, k_enc)
+            z0 = z_in if edited_frame is None else latent(edited_frame, k_enc)  # one posterior draw for both
+            noisy, noise = noisy_latent(z_in, z0, k_noise)
             pred, state = denoise(state, noisy)
             err = (pred.astype(jnp.float32) - training_target(schedule, z0, noise, t)) ** 2
             return state, jnp.mean(err, axis=(1, 2, 3))
 
-        state, losses = jax.lax.scan(frame_step, state, (clip, jax.random.split(clip_key, L)))
+        state, losses = jax.lax.scan(frame_step, state, (clip, edited_clip, jax.random.split(clip_key, L)))
         per_video = losses.mean(axis=0)
         return per_video.mean(), (state, per_video)
 
     grad_fn = jax.value_and_grad(clip_loss, has_aux=True)
-    clips = video.reshape(B, K, L, *video.shape[2:]).transpose(1, 2, 0, 3, 4, 5)  # [K, L, B, H, W, 3]
+
+    def to_clips(v):
+        return None if v is None else v.reshape(B, K, L, *v.shape[2:]).transpose(1, 2, 0, 3, 4, 5)  # [K, L, B, H, W, 3]
+
+    clips, edited_clips = to_clips(video), to_clips(edited)
     start = graphs.model(unet_state, trainable).init_state(B, latent_hw)  # its values are never used
 
     def over_clips(carry, inp):
         carried, gsum = carry
-        k, clip, clip_key = inp
-        (loss, (state, per_video)), g = grad_fn(trainable, carried, k, clip, clip_key)
+        k, clip, edited_clip, clip_key = inp
+        (loss, (state, per_video)), g = grad_fn(trainable, carried, k, clip, edited_clip, clip_key)
         gsum = jax.tree.map(jnp.add, gsum, g)
         return (jax.lax.stop_gradient(state), gsum), (loss, per_video)
 
     zeros = jax.tree.map(jnp.zeros_like, trainable)
     (state, gsum), (losses, per_video) = jax.lax.scan(
-        over_clips, (start, zeros), (jnp.arange(K), clips, jax.random.split(k_clips, K))
+        over_clips, (start, zeros), (jnp.arange(K), clips, edited_clips, jax.random.split(k_clips, K))
     )
     grads = jax.tree.map(lambda g: g / K, gsum)
     return losses.mean(), grads, {"per_video_loss": per_video.mean(axis=0), "state_rms": state_rms(state)}
@@ -211,6 +229,7 @@ class SVDiffTask:
         from jaxvid.text import tokenize
 
         self.bundle, self.objective, self.temporal = bundle, objective, temporal
+        self.batch_keys = ("video", "ids", "edited") if objective.noising == "lcm_edit" else ("video", "ids")
         self.sample_prompt, self.sample_steps, self.seed = sample_prompt, sample_steps, seed
         unet = bundle.unet
 
