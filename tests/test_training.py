@@ -143,7 +143,11 @@ def reference(trainable, frozen, data, key, tr, *, stop: bool):
                     a = s.alphas_cumprod[t][:, None, None, None]
                     eps = (x - jnp.sqrt(a) * z0) / jnp.sqrt(1 - a)
                 pred, state = model(x, t, text, state)
-                frame_losses.append(jnp.mean((pred - eps) ** 2))
+                if cfg.loss_space == "x0":  # epsilon-prediction micro model: the clean latent it implies
+                    a = s.alphas_cumprod[t][:, None, None, None]
+                    frame_losses.append(jnp.mean(((x - jnp.sqrt(1 - a) * pred) / jnp.sqrt(a) - z0) ** 2))
+                else:
+                    frame_losses.append(jnp.mean((pred - eps) ** 2))
             clip_losses.append(jnp.mean(jnp.stack(frame_losses)))
         return jnp.mean(jnp.stack(clip_losses)), clip_losses
 
@@ -192,15 +196,16 @@ def test_a_gradient_crossing_a_clip_would_be_seen(trained):
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("noising,share", [("fixed", 1.0), ("lcm_inversion", 1.0), ("lcm_inversion", 0.2),
-                                           ("lcm_edit", 1.0)])
-def test_stream_matched_noising_equals_plain_loops(trained, micro, noising, share):
+@pytest.mark.parametrize("noising,share,space", [("fixed", 1.0, "target"), ("lcm_inversion", 1.0, "target"),
+                                                 ("lcm_inversion", 0.2, "target"), ("lcm_edit", 1.0, "target"),
+                                                 ("lcm_edit", 1.0, "x0")])
+def test_stream_matched_noising_equals_plain_loops(trained, micro, noising, share, space):
     """The objective's ``noising`` options against the plain transcription: one noise per video
     (``fixed``), and LCM-inverted latents at the first LCM timestep with the noise they hold as
     the target (``lcm_inversion``; this key draws both of its timesteps, so both branches run),
     for all or a share of the videos; ``lcm_edit``: the source inverted, the edited video's
-    latent as the clean target."""
-    tr = make_trainer(micro, noising=noising, lcm_steps=2, inversion_share=share)
+    latent as the clean target; ``x0``: the loss on the clean latent the prediction implies."""
+    tr = make_trainer(micro, noising=noising, lcm_steps=2, inversion_share=share, loss_space=space)
     params, data, key = trained["init"], batch(tr, n=4), jax.random.key(3)
     params = jax.tree.map(lambda a: a + 0.05 * np.random.default_rng(0).standard_normal(a.shape, np.float32), params)
     if noising != "fixed":
@@ -324,6 +329,7 @@ def test_bad_training_configs_fail_before_any_work(tmp_path):
                                 ("objective.noising", "uniform", "noising must be"),
                                 ("objective.lcm_steps", 0, "lcm_steps"),
                                 ("objective.inversion_share", 1.5, "inversion_share"),
+                                ("objective.loss_space", "v", "loss_space must be"),
                                 ("objective.noising", "lcm_edit", "needs data.source='toyworld_edits'"),
                                 ("data.source", "toyworld_edits", "needs data.source='toyworld_edits'"),
                                 ("optim.schedule", "exp", "schedule must be"),

@@ -29,7 +29,7 @@ from jaxvid.models.embeddings import guidance_scale_embedding
 from jaxvid.models.temporal import TemporalConfig, TemporalUNet
 from jaxvid.pipelines.autoencode import encode_latents
 from jaxvid.schedulers.lcm import lcm_invert, lcm_timesteps
-from jaxvid.schedulers.schedule import NoiseSchedule, add_noise, training_target
+from jaxvid.schedulers.schedule import NoiseSchedule, add_noise, predict_x0_eps, training_target
 
 REMAT = ("none", "frame", "block")
 # gaussian: fresh noise per frame at a uniform timestep (the paper's objective, Eq. 4);
@@ -44,6 +44,10 @@ REMAT = ("none", "frame", "block")
 #   later timesteps are noised from — is the *edited* frame's, under the edited caption. The stream's
 #   memory is then trained on what it should output, so reconstructing the source no longer pays.
 NOISING = ("gaussian", "fixed", "lcm_inversion", "lcm_edit")
+# target: MSE to the schedule's training target (the paper); x0: MSE of the clean latent the
+# prediction implies, what an LCM step outputs (epsilon space weights it by a / (1 - a): 0.0047 at
+# t = 999, so an edit barely counts at the stream's first step)
+LOSS_SPACES = ("target", "x0")
 LCM_NOISING = ("lcm_inversion", "lcm_edit")
 
 
@@ -59,6 +63,7 @@ class ObjectiveConfig:
     lcm_steps: int = 3  # lcm_*: the stream's steps (its timesteps are the ones trained)
     original_inference_steps: int = 50  # lcm_*: the stream's LCM distillation schedule
     inversion_share: float = 1.0  # lcm_*: share of videos inverted at the first timestep
+    loss_space: str = "target"  # see LOSS_SPACES
 
     def __post_init__(self) -> None:
         if self.clip_frames < 1 or not 0.0 <= self.caption_dropout <= 1.0:
@@ -69,6 +74,8 @@ class ObjectiveConfig:
             raise ValueError(f"unknown jax.checkpoint_policies policy {self.remat_policy!r}")
         if self.noising not in NOISING:
             raise ValueError(f"noising must be one of {NOISING}, got {self.noising!r}")
+        if self.loss_space not in LOSS_SPACES:
+            raise ValueError(f"loss_space must be one of {LOSS_SPACES}, got {self.loss_space!r}")
         if not 0.0 <= self.inversion_share <= 1.0:
             raise ValueError(f"inversion_share must be in [0, 1], got {self.inversion_share}")
         if not 1 <= self.lcm_steps <= self.original_inference_steps:
@@ -187,7 +194,10 @@ def loss_and_grads(trainable, frozen, batch: dict, key: jax.Array, *, graphs: Gr
             z0 = z_in if edited_frame is None else latent(edited_frame, k_enc)  # one posterior draw for both
             noisy, noise = noisy_latent(z_in, z0, k_noise)
             pred, state = denoise(state, noisy)
-            err = (pred.astype(jnp.float32) - training_target(schedule, z0, noise, t)) ** 2
+            if cfg.loss_space == "x0":
+                err = (predict_x0_eps(schedule, pred.astype(jnp.float32), t, noisy)[0] - z0) ** 2
+            else:
+                err = (pred.astype(jnp.float32) - training_target(schedule, z0, noise, t)) ** 2
             return state, jnp.mean(err, axis=(1, 2, 3))
 
         state, losses = jax.lax.scan(frame_step, state, (clip, edited_clip, jax.random.split(clip_key, L)))
