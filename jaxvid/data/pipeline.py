@@ -11,7 +11,7 @@ Sources (``config.source``):
   built-in model.
 * ``toyworld_edits``: toy-world edit pairs: each record also holds ``edited``, the ground-truth
   edit of its clip (same motion, same window), and the *edited* caption (for objectives that
-  train on edits: ``objective.noising="lcm_edit"``).
+  train on edits: ``objective.noising`` ``"lcm_edit"`` or ``"lcm_stream"``).
 
 Every record becomes a random window of ``frames`` frames, sampled at ``fps`` (the video's own
 rate when ``None``), scaled to cover ``size`` and center-cropped. Records that cannot be decoded
@@ -119,31 +119,24 @@ class _Window(grain.transforms.RandomMap):
         cfg = self.cfg
         if "video_bytes" in record:  # tfds: the encoded file
             name = record["name"].decode() if isinstance(record["name"], bytes) else record["name"]
-            video = decode_window(record["video_bytes"], cfg.frames, cfg.fps, rng)
-        elif isinstance(record["video"], np.ndarray):  # toy world: already frames
-            name, video = "toy clip", record["video"]
-            if len(video) < cfg.frames:
-                video = f"{len(video)} frames < {cfg.frames}"
+            frames = {"video": decode_window(record["video_bytes"], cfg.frames, cfg.fps, rng)}
+        elif isinstance(record["video"], np.ndarray):  # toy world: already frames (an edit pair: both)
+            name, n = "toy clip", len(record["video"])
+            if n < cfg.frames:
+                frames = {"video": f"{n} frames < {cfg.frames}"}
             else:
-                start = int(rng.integers(0, len(video) - cfg.frames + 1))
-                video = video[start:start + cfg.frames]
-                if "edited" in record:
-                    edited = record["edited"][start:start + cfg.frames]
+                start = int(rng.integers(0, n - cfg.frames + 1))
+                frames = {k: record[k][start:start + cfg.frames] for k in ("video", "edited") if k in record}
         else:
             name = record["video"]
-            video = decode_window(name, cfg.frames, cfg.fps, rng)
-        if isinstance(video, str):
-            return {"skip": f"{name}: {video}"}
+            frames = {"video": decode_window(name, cfg.frames, cfg.fps, rng)}
+        if isinstance(frames["video"], str):
+            return {"skip": f"{name}: {frames['video']}"}
         h, w = cfg.size
+        for k, v in frames.items():
+            frames[k] = (v if v.shape[1:3] == (h, w) else np.stack([resize_cover_crop(f, h, w) for f in v])).astype(np.uint8)
         caption = record["caption"]
-        out = {"video": video, "caption": caption.decode() if isinstance(caption, bytes) else str(caption)}
-        if "edited" in record:
-            out["edited"] = edited
-        for k in [k for k in ("video", "edited") if k in out]:
-            if out[k].shape[1:3] != (h, w):
-                out[k] = np.stack([resize_cover_crop(f, h, w) for f in out[k]])
-            out[k] = out[k].astype(np.uint8)
-        return out
+        return {**frames, "caption": caption.decode() if isinstance(caption, bytes) else str(caption)}
 
 
 class _Tokenize(grain.transforms.Map):
