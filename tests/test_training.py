@@ -221,6 +221,79 @@ def test_stream_matched_noising_equals_plain_loops(trained, micro, noising, shar
         np.testing.assert_allclose(np.asarray(a), np.asarray(b), rtol=1e-3, atol=1e-6)
 
 
+def stream_reference(trainable, frozen, data, key, tr):
+    """A plain transcription of ``noising="lcm_stream"``: per frame, the source latent (posterior
+    mean) inverted up the LCM timesteps with the base UNet and the empty prompt, then each LCM
+    step written out — CFG rows [caption; empty], each step with its own state, the consistency
+    boundary scalings, re-noising with the video's noise of that step — and the MSE of every
+    step's denoised latent to the edited frame's; one total loss differentiated once."""
+    from jaxvid.pipelines.autoencode import encode_latents
+    from jaxvid.schedulers import lcm_timesteps
+
+    g, s, cfg = tr.task.graphs, tr.task.bundle.schedule, tr.task.objective
+    video, edited, ids = data["video"], data["edited"], data["ids"]
+    B, N = video.shape[:2]
+    L, lam = cfg.clip_frames, cfg.guidance
+    table = [int(v) for v in lcm_timesteps(cfg.lcm_steps, original_inference_steps=cfg.original_inference_steps)]
+    encoder = nnx.merge(g.text, frozen[2])
+    text = encoder(ids).last_hidden_state
+    empty = jnp.broadcast_to(encoder(tr.task.uncond_ids[None]).last_hidden_state, text.shape)
+    vae, base = nnx.merge(g.vae, frozen[1]), nnx.merge(g.unet, frozen[0])
+    latent = lambda v: encode_latents(vae, v.astype(jnp.float32) / 127.5 - 1.0)  # noqa: E731
+
+    def inverted(z0):
+        x, a_from = z0, s.final_alpha_cumprod
+        for t_to in table[::-1]:
+            e = base(x, jnp.full((B,), t_to), empty)
+            a_to = s.alphas_cumprod[t_to]
+            x = jnp.sqrt(a_to) * (x - jnp.sqrt(1 - a_from) * e) / jnp.sqrt(a_from) + jnp.sqrt(1 - a_to) * e
+            a_from = a_to
+        return x
+
+    def total(params):
+        model = g.model(frozen[0], params)
+        states = [model.init_state(2 * B, (8, 8)) for _ in table]
+        clip_losses = []
+        for k in range(N // L):
+            states = jax.lax.stop_gradient(states) if k else states
+            frame_losses = []
+            for j in range(L):
+                z0, x = latent(edited[:, k * L + j]), inverted(latent(video[:, k * L + j]))
+                errs = []
+                for i, t in enumerate(table):
+                    out, states[i] = model(jnp.concatenate([x, x]), jnp.full((2 * B,), t),
+                                           jnp.concatenate([text, empty]), states[i])
+                    eps = (1 + lam) * out[:B] - lam * out[B:]
+                    a = s.alphas_cumprod[t]
+                    c_skip, c_out = 0.25 / ((10.0 * t) ** 2 + 0.25), 10.0 * t / np.sqrt((10.0 * t) ** 2 + 0.25)
+                    den = c_out * (x - jnp.sqrt(1 - a) * eps) / jnp.sqrt(a) + c_skip * x
+                    errs.append(jnp.mean((den - z0) ** 2))
+                    if i + 1 < len(table):
+                        a_prev = s.alphas_cumprod[table[i + 1]]
+                        noise = jax.random.normal(jax.random.fold_in(jax.random.fold_in(key, 1), i), x.shape)
+                        x = jnp.sqrt(a_prev) * den + jnp.sqrt(1 - a_prev) * noise
+                frame_losses.append(jnp.mean(jnp.stack(errs)))
+            clip_losses.append(jnp.mean(jnp.stack(frame_losses)))
+        return jnp.mean(jnp.stack(clip_losses))
+
+    return jax.value_and_grad(total)(trainable)
+
+
+@pytest.mark.slow
+def test_unrolled_stream_objective_equals_plain_loops(trained, micro):
+    """``lcm_stream`` (the stream's own inversion and LCM steps under CFG, trained end to end on
+    edit pairs) against the plain transcription above, with a guidance other than 1 so that
+    lambda is seen to enter."""
+    tr = make_trainer(micro, noising="lcm_stream", lcm_steps=2, loss_space="x0", caption_dropout=0.0, guidance=1.5)
+    params, data, key = trained["init"], batch(tr, n=4), jax.random.key(3)
+    params = jax.tree.map(lambda a: a + 0.05 * np.random.default_rng(0).standard_normal(a.shape, np.float32), params)
+    ours = loss_and_grads(tr.task, params, tr.frozen, data, key)
+    ref_loss, ref_grads = jax.jit(lambda p, f, d, k: stream_reference(p, f, d, k, tr))(params, tr.frozen, data, key)
+    np.testing.assert_allclose(float(ours[0]), float(ref_loss), rtol=1e-5)
+    for a, b in zip(jax.tree.leaves(ours[1]), jax.tree.leaves(ref_grads), strict=True):
+        np.testing.assert_allclose(np.asarray(a), np.asarray(b), rtol=1e-3, atol=1e-6)
+
+
 def test_remat_changes_memory_not_results(trained, micro):
     tr = trained["trainer"]
     data, key, frozen = batch(tr), jax.random.key(1), tr.frozen
@@ -330,6 +403,8 @@ def test_bad_training_configs_fail_before_any_work(tmp_path):
                                 ("objective.lcm_steps", 0, "lcm_steps"),
                                 ("objective.inversion_share", 1.5, "inversion_share"),
                                 ("objective.loss_space", "v", "loss_space must be"),
+                                ("objective.guidance", -1.0, "guidance"),
+                                ("objective.noising", "lcm_stream", "loss_space='x0' and caption_dropout=0"),
                                 ("objective.noising", "lcm_edit", "needs data.source='toyworld_edits'"),
                                 ("data.source", "toyworld_edits", "needs data.source='toyworld_edits'"),
                                 ("optim.schedule", "exp", "schedule must be"),

@@ -15,13 +15,13 @@ from jaxvid.training.tasks.base import Task
 def _svdiff(c: ml_collections.ConfigDict, mesh) -> Task:
     from jaxvid.models.temporal import TemporalConfig
     from jaxvid.training.models import load_models
-    from jaxvid.training.tasks.svdiff import ObjectiveConfig, SVDiffTask
+    from jaxvid.training.tasks.svdiff import EDIT_NOISING, ObjectiveConfig, SVDiffTask
 
     d = c.to_dict()
     temporal = TemporalConfig(**{**d["temporal"], "memory_hw": tuple(d["temporal"]["memory_hw"])})
     objective = ObjectiveConfig(**d["objective"])
-    if (objective.noising == "lcm_edit") != (c.data.source == "toyworld_edits"):
-        raise ValueError(f"objective.noising='lcm_edit' trains on edit pairs and needs data.source='toyworld_edits' "
+    if (objective.noising in EDIT_NOISING) != (c.data.source == "toyworld_edits"):
+        raise ValueError(f"objective.noising in {EDIT_NOISING} trains on edit pairs and needs data.source='toyworld_edits' "
                          f"(and that source needs it); got {objective.noising!r} with {c.data.source!r}")
     if c.data.frames % objective.clip_frames:
         raise ValueError(f"data.frames={c.data.frames} must be a multiple of objective.clip_frames={objective.clip_frames}")

@@ -28,7 +28,7 @@ from flax import nnx
 from jaxvid.models.embeddings import guidance_scale_embedding
 from jaxvid.models.temporal import TemporalConfig, TemporalUNet
 from jaxvid.pipelines.autoencode import encode_latents
-from jaxvid.schedulers.lcm import lcm_invert, lcm_timesteps
+from jaxvid.schedulers.lcm import lcm_invert, lcm_step, lcm_timesteps
 from jaxvid.schedulers.schedule import NoiseSchedule, add_noise, predict_x0_eps, training_target
 
 REMAT = ("none", "frame", "block")
@@ -43,12 +43,20 @@ REMAT = ("none", "frame", "block")
 #   paper): the *source* frame is inverted, and the clean latent the target points to — and the one
 #   later timesteps are noised from — is the *edited* frame's, under the edited caption. The stream's
 #   memory is then trained on what it should output, so reconstructing the source no longer pays.
-NOISING = ("gaussian", "fixed", "lcm_inversion", "lcm_edit")
+# lcm_stream: the stream itself, unrolled (edit pairs too; beyond the paper): the source frame
+#   LCM-inverted, then all ``lcm_steps`` LCM steps under the stream's guidance (CFG rows
+#   [edited caption; empty prompt] with ``guidance`` lambda, or the guidance embedding of a fully
+#   distilled UNet), each step (and row) with its own memory, each later step fed the previous
+#   step's output re-noised with the video's fixed noise; the loss is the MSE of every step's
+#   denoised latent to the edited frame's. Frames are encoded by the posterior mean, as the
+#   stream does; captions are not dropped (the empty prompt is the CFG row).
+NOISING = ("gaussian", "fixed", "lcm_inversion", "lcm_edit", "lcm_stream")
 # target: MSE to the schedule's training target (the paper); x0: MSE of the clean latent the
 # prediction implies, what an LCM step outputs (epsilon space weights it by a / (1 - a): 0.0047 at
 # t = 999, so an edit barely counts at the stream's first step)
 LOSS_SPACES = ("target", "x0")
-LCM_NOISING = ("lcm_inversion", "lcm_edit")
+LCM_NOISING = ("lcm_inversion", "lcm_edit", "lcm_stream")
+EDIT_NOISING = ("lcm_edit", "lcm_stream")  # trained on edit pairs (data.source="toyworld_edits")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -64,6 +72,7 @@ class ObjectiveConfig:
     original_inference_steps: int = 50  # lcm_*: the stream's LCM distillation schedule
     inversion_share: float = 1.0  # lcm_*: share of videos inverted at the first timestep
     loss_space: str = "target"  # see LOSS_SPACES
+    guidance: float = 1.0  # lcm_stream: the stream's lambda in (1 + lambda) eps_c - lambda eps_uc
 
     def __post_init__(self) -> None:
         if self.clip_frames < 1 or not 0.0 <= self.caption_dropout <= 1.0:
@@ -78,6 +87,12 @@ class ObjectiveConfig:
             raise ValueError(f"loss_space must be one of {LOSS_SPACES}, got {self.loss_space!r}")
         if not 0.0 <= self.inversion_share <= 1.0:
             raise ValueError(f"inversion_share must be in [0, 1], got {self.inversion_share}")
+        if self.guidance < 0:
+            raise ValueError(f"guidance (lambda) must be >= 0, got {self.guidance}")
+        if self.noising == "lcm_stream" and (self.loss_space != "x0" or self.caption_dropout != 0):
+            raise ValueError("noising='lcm_stream' scores each LCM step's denoised latent and keeps every caption "
+                             f"(the empty prompt is its CFG row): set loss_space='x0' and caption_dropout=0, got "
+                             f"{self.loss_space!r} and {self.caption_dropout}")
         if not 1 <= self.lcm_steps <= self.original_inference_steps:
             raise ValueError(f"need 1 <= lcm_steps <= original_inference_steps, got {self.lcm_steps}, "
                              f"{self.original_inference_steps}")
@@ -117,8 +132,8 @@ def loss_and_grads(trainable, frozen, batch: dict, key: jax.Array, *, graphs: Gr
     temporal modules' parameters, ``frozen = (base UNet state, VAE state, text encoder state)``.
     ``aux``: per-video losses ``[B]`` and the final temporal state's RMS per site."""
     video, ids, edited = batch["video"], batch["ids"], batch.get("edited")
-    if (edited is not None) != (cfg.noising == "lcm_edit"):
-        raise ValueError("noising='lcm_edit' trains on edit pairs: the batch must hold 'edited' exactly then")
+    if (edited is not None) != (cfg.noising in EDIT_NOISING):
+        raise ValueError(f"noising={cfg.noising!r}: the batch must hold 'edited' exactly for {EDIT_NOISING}")
     B, N = video.shape[:2]
     L = cfg.clip_frames
     if N % L:
@@ -135,7 +150,7 @@ def loss_and_grads(trainable, frozen, batch: dict, key: jax.Array, *, graphs: Gr
         inverted_video = (t == table[0]) & jax.random.bernoulli(jax.random.fold_in(key, 2), cfg.inversion_share, (B,))
     else:
         t = jax.random.randint(k_t, (B,), 0, schedule.num_train_timesteps)
-    drop = jax.random.uniform(k_drop, (B,)) < cfg.caption_dropout
+    drop = jax.random.uniform(k_drop, (B,)) < cfg.caption_dropout  # lcm_stream: caption_dropout is 0
     ids = jnp.where(drop[:, None], uncond_ids[None, :], ids)
     text = nnx.merge(graphs.text, text_state)
     context = jax.lax.stop_gradient(text(ids).last_hidden_state)
@@ -153,6 +168,21 @@ def loss_and_grads(trainable, frozen, batch: dict, key: jax.Array, *, graphs: Gr
 
         def base_eps(x, tt):
             return base(x, jnp.full((B,), tt), empty, timestep_cond=cond)
+
+    stream = cfg.noising == "lcm_stream"
+    rows, guide = 1, None  # lcm_stream: UNet rows per step, and the guidance embedding of a distilled UNet
+    if stream and base.config.time_cond_proj_dim:
+        guide = jnp.broadcast_to(guidance_scale_embedding(jnp.float32(cfg.guidance), base.config.time_cond_proj_dim),
+                                 (B, base.config.time_cond_proj_dim))
+    elif stream and cfg.guidance > 0:
+        rows = 2
+
+    def init_state(model):
+        """A fresh temporal state: per video, or (lcm_stream) per LCM step and row, like the stream's."""
+        if not stream:
+            return model.init_state(B, latent_hw)
+        one = model.init_state(rows * B, latent_hw)
+        return jax.tree.map(lambda a: jnp.broadcast_to(a, (cfg.lcm_steps, *a.shape)), one)
 
     def noisy_latent(z_in, z0, k_noise):
         """``(x_t, the noise it holds)`` for one frame of every video (see NOISING): ``z0`` is
@@ -174,11 +204,10 @@ def loss_and_grads(trainable, frozen, batch: dict, key: jax.Array, *, graphs: Gr
         """Mean loss of one clip ``[L, B, H, W, 3]`` (and its edit, or None) -> (loss, (state
         out, per-video loss))."""
         model = graphs.model(unet_state, params)
-        fresh = model.init_state(B, latent_hw)
-        state = jax.tree.map(lambda a, b: jnp.where(k == 0, a, b), fresh, carried)
+        state = jax.tree.map(lambda a, b: jnp.where(k == 0, a, b), init_state(model), carried)
 
-        def denoise(state, noisy):
-            return model(noisy, t, context, state, remat=block_remat)
+        def denoise(state, noisy, tt, ctx, timestep_cond):
+            return model(noisy, tt, ctx, state, timestep_cond=timestep_cond, remat=block_remat)
 
         if cfg.remat == "frame":  # only the UNet call: the frozen VAE encode is not worth recomputing
             denoise = jax.checkpoint(denoise, policy=getattr(jax.checkpoint_policies, cfg.remat_policy))
@@ -187,13 +216,32 @@ def loss_and_grads(trainable, frozen, batch: dict, key: jax.Array, *, graphs: Gr
             pixels = frame.astype(jnp.float32) / 127.5 - 1.0
             return jax.lax.stop_gradient(encode_latents(vae, pixels, k_enc).astype(jnp.float32))
 
+        def stream_step(state, z_in, z0):
+            """lcm_stream: the stream's LCM steps on one frame -> (state, per-video loss)."""
+            x = jax.lax.stop_gradient(lcm_invert(base_eps, schedule, z_in, table))
+            ctx = context if rows == 1 else jnp.concatenate([context, empty])
+            states, errs = [], []
+            for i in range(cfg.lcm_steps):
+                tt, last = table[i], i == cfg.lcm_steps - 1
+                out, s = denoise(jax.tree.map(lambda a, i=i: a[i], state), jnp.concatenate([x] * rows),
+                                 jnp.full((rows * B,), tt), ctx, guide)
+                out = out.astype(jnp.float32)
+                eps = out if rows == 1 else (1 + cfg.guidance) * out[:B] - cfg.guidance * out[B:]
+                noise = jax.random.normal(jax.random.fold_in(k_video, i), z0.shape, jnp.float32)
+                x, den = lcm_step(schedule, eps, tt, x, 0 if last else table[i + 1], noise, is_last=last)
+                states.append(s)
+                errs.append(jnp.mean((den - z0) ** 2, axis=(1, 2, 3)))
+            return jax.tree.map(lambda *a: jnp.stack(a), *states), jnp.mean(jnp.stack(errs), axis=0)
+
         def frame_step(state, inp):
             frame, edited_frame, fkey = inp
             k_enc, k_noise = jax.random.split(fkey)
+            if stream:  # the stream encodes by the posterior mean
+                return stream_step(state, latent(frame, None), latent(edited_frame, None))
             z_in = latent(frame, k_enc)
             z0 = z_in if edited_frame is None else latent(edited_frame, k_enc)  # one posterior draw for both
             noisy, noise = noisy_latent(z_in, z0, k_noise)
-            pred, state = denoise(state, noisy)
+            pred, state = denoise(state, noisy, t, context, None)
             if cfg.loss_space == "x0":
                 err = (predict_x0_eps(schedule, pred.astype(jnp.float32), t, noisy)[0] - z0) ** 2
             else:
@@ -210,7 +258,7 @@ def loss_and_grads(trainable, frozen, batch: dict, key: jax.Array, *, graphs: Gr
         return None if v is None else v.reshape(B, K, L, *v.shape[2:]).transpose(1, 2, 0, 3, 4, 5)  # [K, L, B, H, W, 3]
 
     clips, edited_clips = to_clips(video), to_clips(edited)
-    start = graphs.model(unet_state, trainable).init_state(B, latent_hw)  # its values are never used
+    start = init_state(graphs.model(unet_state, trainable))  # its values are never used
 
     def over_clips(carry, inp):
         carried, gsum = carry
@@ -239,7 +287,7 @@ class SVDiffTask:
         from jaxvid.text import tokenize
 
         self.bundle, self.objective, self.temporal = bundle, objective, temporal
-        self.batch_keys = ("video", "ids", "edited") if objective.noising == "lcm_edit" else ("video", "ids")
+        self.batch_keys = ("video", "ids", "edited") if objective.noising in EDIT_NOISING else ("video", "ids")
         self.sample_prompt, self.sample_steps, self.seed = sample_prompt, sample_steps, seed
         unet = bundle.unet
 
