@@ -35,6 +35,7 @@ from experiments.common import add_output_args, write_results  # noqa: E402
 
 SETTINGS = {  # name -> StreamConfig overrides
     "lcm_fixed": dict(steps=2),
+    "lcm3_fixed": dict(steps=3),  # the stream's default number of steps
     "noise_fixed": dict(steps=2, inversion="noise"),
     "noise_fresh": dict(steps=2, inversion="noise", noise="fresh"),
 }

@@ -1,0 +1,79 @@
+"""How far is the toy stream's output from the ground-truth edit, with and without a memory?
+The held-out value of the ``lcm_stream`` objective (the stream itself, unrolled: LCM inversion,
+every LCM step under CFG, MSE of each step's denoised latent to the edited frame's latent) per
+edit kind, next to the same error for the *unedited source* used as the output — a memory that
+only reproduced the source would score that.
+
+    python experiments/toyworld_stream_loss.py --memories runs/toyworld/memory-stream/export
+
+Held-out edit pairs: ``ToyWorld(seed=123)``, 16 frames in clips of 4, two batches of two videos
+per kind; the stream's defaults as trained (2 LCM steps, guidance 1). Writes
+``outputs/bench/toyworld_stream_loss.json`` (``--update-results``: experiments/results/).
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from experiments.common import add_output_args, write_results  # noqa: E402
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--memories", nargs="*", default=[], help="exported memory folders (besides the shipped one)")
+    ap.add_argument("--lcm-steps", type=int, default=2, help="the stream's LCM steps")
+    add_output_args(ap)
+    args = ap.parse_args()
+
+    import jax
+    import jax.numpy as jnp
+    from flax import nnx
+
+    from jaxvid.data.toyworld import EDIT_KINDS, ToyEdits, ToyWorld
+    from jaxvid.models.temporal import temporal_unet
+    from jaxvid.pipelines.autoencode import encode_latents
+    from jaxvid.pipelines.default import default_bundle, default_temporal
+    from jaxvid.text import tokenize
+    from jaxvid.training.tasks.svdiff import ObjectiveConfig, SVDiffTask
+    from jaxvid.weights.temporal import load_temporal, read_temporal_config
+
+    model = default_bundle()
+    folders = {"shipped": str(default_temporal("memory")), **{m: m for m in args.memories}}
+    objective = ObjectiveConfig(clip_frames=4, caption_dropout=0.0, noising="lcm_stream", lcm_steps=args.lcm_steps,
+                                loss_space="x0")
+    params, task = {}, None
+    for name, folder in folders.items():
+        tcfg = read_temporal_config(folder)
+        task = SVDiffTask(model, temporal=tcfg, objective=objective)
+        params[name] = nnx.state(load_temporal(temporal_unet(model.unet, tcfg), folder).temporal).to_pure_dict()
+    params = {"zero": task.init_params(jax.random.key_data(jax.random.key(0))), **params}
+    loss = jax.jit(lambda p, batch, k: task.loss_and_grads(p, task.frozen, batch, k)[0])
+    latent = jax.jit(lambda v: encode_latents(model.vae, v.astype(jnp.float32) / 127.5 - 1.0))
+    rows = []
+    for kind in EDIT_KINDS:
+        edits = ToyEdits(ToyWorld(123, frames=16, size=64), kinds=(kind,))
+        vals: dict[str, list[float]] = {name: [] for name in [*params, "source as output"]}
+        for i in (0, 2):
+            items = [edits[i], edits[i + 1]]
+            batch = {k: jnp.asarray(np.stack([x[k] for x in items])) for k in ("video", "edited")}
+            batch["ids"] = jnp.asarray(np.stack([tokenize(model.tokenizer, x["caption"], max_length=77)[0]
+                                                 for x in items]))
+            for name, p in params.items():
+                vals[name].append(float(loss(p, batch, jax.random.key(i))))
+            frames = lambda v: v.reshape(-1, *v.shape[2:])  # noqa: E731
+            vals["source as output"].append(float(jnp.mean((latent(frames(batch["video"])) -
+                                                            latent(frames(batch["edited"]))) ** 2)))
+        row = {"kind": kind, **{name: round(float(np.mean(v)), 4) for name, v in vals.items()}}
+        print(row, flush=True)
+        rows.append(row)
+    print(f"wrote {write_results('toyworld_stream_loss', {'rows': rows}, args.update_results)}")
+
+
+if __name__ == "__main__":
+    main()
