@@ -7,7 +7,7 @@ only reproduced the source would score that.
     python experiments/toyworld_stream_loss.py --memories runs/toyworld/memory-stream/export
 
 Held-out edit pairs: ``ToyWorld(seed=123)``, 16 frames in clips of 4, two batches of two videos
-per kind; the stream's defaults as trained (2 LCM steps, guidance 1). Writes
+per kind; the stream's defaults as trained (2 LCM steps, guidance 1; both settable). Writes
 ``outputs/bench/toyworld_stream_loss.json`` (``--update-results``: experiments/results/).
 """
 
@@ -28,6 +28,7 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--memories", nargs="*", default=[], help="exported memory folders (besides the shipped one)")
     ap.add_argument("--lcm-steps", type=int, default=2, help="the stream's LCM steps")
+    ap.add_argument("--guidance", type=float, default=1.0, help="the stream's CFG lambda (0: no CFG)")
     add_output_args(ap)
     args = ap.parse_args()
 
@@ -46,7 +47,7 @@ def main() -> None:
     model = default_bundle()
     folders = {"shipped": str(default_temporal("memory")), **{m: m for m in args.memories}}
     objective = ObjectiveConfig(clip_frames=4, caption_dropout=0.0, noising="lcm_stream", lcm_steps=args.lcm_steps,
-                                loss_space="x0")
+                                loss_space="x0", guidance=args.guidance)
     params, task = {}, None
     for name, folder in folders.items():
         tcfg = read_temporal_config(folder)
@@ -72,7 +73,8 @@ def main() -> None:
         row = {"kind": kind, **{name: round(float(np.mean(v)), 4) for name, v in vals.items()}}
         print(row, flush=True)
         rows.append(row)
-    print(f"wrote {write_results('toyworld_stream_loss', {'rows': rows}, args.update_results)}")
+    name = f"toyworld_stream_loss_k{args.lcm_steps}_g{args.guidance:g}"
+    print(f"wrote {write_results(name, {'rows': rows}, args.update_results)}")
 
 
 if __name__ == "__main__":
