@@ -11,7 +11,9 @@ on the quality test's clips (``ToyWorld(seed=7)`` clips 2-7, background-colour e
 * ``still_rms``: RMS frame-to-frame change where the ground truth does not change — pure flicker
   (a memory that lags the motion would *lower* it; one that destabilises raises it);
 * ``moving_rms``: RMS error of the frame-to-frame change where the ground truth moves;
-* ``attr_acc`` and ``psnr_in``: whether the edit happened at all.
+* ``attr_acc`` and ``psnr_in``: whether the edit happened at all;
+* with ``--identity``, ``identity_psnr``: PSNR to the source when the prompt is the source's own
+  caption — how well the stream reconstructs at all (the autoencoder alone: about 27 dB).
 
 A first row scores the unedited source as if it were the output: it has the ground truth's
 motion, so it bounds the temporal measures of a method that stops editing.
@@ -67,13 +69,14 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--memories", nargs="*", default=[], help="exported memory folders to compare")
     ap.add_argument("--settings", nargs="*", default=list(SETTINGS), choices=list(SETTINGS))
+    ap.add_argument("--identity", action="store_true", help="also stream with the source caption (twice the time)")
     add_output_args(ap)
     args = ap.parse_args()
 
     from jaxvid.data.toyworld import ToyWorld
     from jaxvid.evaluation.datasets import EvalItem
     from jaxvid.evaluation.methods import build
-    from jaxvid.metrics.toyworld import toy_metrics
+    from jaxvid.metrics.toyworld import psnr, toy_metrics
     from jaxvid.pipelines.default import default_bundle, default_model_dir
     from jaxvid.pipelines.svdiff import StreamConfig
 
@@ -88,6 +91,12 @@ def main() -> None:
             outs = [m.run(EvalItem(str(i), e.source, e.source_caption, e.target_caption, e.kind, e))[0]
                     for i, e in enumerate(edits)]
             rows.append(measure(setting, name, outs, edits, toy_metrics))
+            if args.identity:
+                same = [m.run(EvalItem(str(i), e.source, e.source_caption, e.source_caption, e.kind, e))[0]
+                        for i, e in enumerate(edits)]
+                rows[-1]["identity_psnr"] = round(float(np.mean([psnr(np.asarray(o), e.source)
+                                                                 for o, e in zip(same, edits, strict=True)])), 3)
+                print({"identity_psnr": rows[-1]["identity_psnr"]}, flush=True)
     print(f"wrote {write_results('toyworld_memory', {'rows': rows}, args.update_results)}")
 
 
