@@ -83,6 +83,18 @@ def test_only_temporal_parameters_train_and_the_base_stays_bit_identical(trained
     assert np.isfinite(trained["losses"]).all()
 
 
+def invert_plainly(base, s, empty, table, z0):
+    """The LCM inversion written out (not ``lcm_invert``): DDIM steps up the ascending
+    timesteps with the base UNet and the empty prompt."""
+    x, a_from = z0, s.final_alpha_cumprod
+    for t_to in list(table)[::-1]:  # ascending
+        e = base(x, jnp.full((z0.shape[0],), t_to), empty)
+        a_to = s.alphas_cumprod[t_to]
+        x = jnp.sqrt(a_to) * (x - jnp.sqrt(1 - a_from) * e) / jnp.sqrt(a_from) + jnp.sqrt(1 - a_to) * e
+        a_from = a_to
+    return x
+
+
 def reference(trainable, frozen, data, key, tr, *, stop: bool):
     """A plain transcription of the objective: Python loops over clips and frames, one total
     loss differentiated once (``stop``: the state entering each clip is a constant). For
@@ -110,14 +122,7 @@ def reference(trainable, frozen, data, key, tr, *, stop: bool):
     empty = jnp.broadcast_to(encoder(tr.task.uncond_ids[None]).last_hidden_state, text.shape)
     vae, base = nnx.merge(g.vae, frozen[1]), nnx.merge(g.unet, frozen[0])
 
-    def inverted(z0):
-        x, a_from = z0, s.final_alpha_cumprod
-        for t_to in table[::-1]:  # ascending
-            e = base(x, jnp.full((B,), t_to), empty)
-            a_to = s.alphas_cumprod[t_to]
-            x = jnp.sqrt(a_to) * (x - jnp.sqrt(1 - a_from) * e) / jnp.sqrt(a_from) + jnp.sqrt(1 - a_to) * e
-            a_from = a_to
-        return x
+    inverted = functools.partial(invert_plainly, base, s, empty, table)
 
     def total(params):
         model = g.model(frozen[0], params)
@@ -241,14 +246,7 @@ def stream_reference(trainable, frozen, data, key, tr):
     vae, base = nnx.merge(g.vae, frozen[1]), nnx.merge(g.unet, frozen[0])
     latent = lambda v: encode_latents(vae, v.astype(jnp.float32) / 127.5 - 1.0)  # noqa: E731
 
-    def inverted(z0):
-        x, a_from = z0, s.final_alpha_cumprod
-        for t_to in table[::-1]:
-            e = base(x, jnp.full((B,), t_to), empty)
-            a_to = s.alphas_cumprod[t_to]
-            x = jnp.sqrt(a_to) * (x - jnp.sqrt(1 - a_from) * e) / jnp.sqrt(a_from) + jnp.sqrt(1 - a_to) * e
-            a_from = a_to
-        return x
+    inverted = functools.partial(invert_plainly, base, s, empty, table)
 
     def total(params):
         model = g.model(frozen[0], params)
