@@ -155,7 +155,7 @@ def test_trained_memory_lowers_the_held_out_objective(model):
                    "the flicker of LCM-inverted 2-3-step edits (temporal PSNR 0.15-0.9 dB below a zero memory; "
                    "trained 4x longer or on fixed noise: the same; trained on LCM-inverted latents (all or half "
                    "the videos), on ground-truth edit pairs (lcm_edit) or through the stream itself (lcm_stream): "
-                   "steadier by not editing, colour accuracy 0 — the toy stream's own reconstruction error is 12-90x "
+                   "steadier by not editing, colour accuracy 0 — the toy stream's own reconstruction error is 12-88x "
                    "the edit's, so a memory first learns to repair it towards the source; docs/toyworld.md)")
 @needs_model
 def test_trained_memory_is_more_temporally_consistent_than_none(model):
