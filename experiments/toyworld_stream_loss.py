@@ -8,7 +8,8 @@ only reproduced the source would score that.
 
 Held-out edit pairs: ``ToyWorld(seed=123)``, 16 frames in clips of 4, two batches of two videos
 per kind; the stream's defaults as trained (2 LCM steps, guidance 1; both settable). Writes
-``outputs/bench/toyworld_stream_loss.json`` (``--update-results``: experiments/results/).
+``outputs/bench/toyworld_stream_loss_k<steps>_g<guidance>.json`` (``--update-results``:
+experiments/results/).
 """
 
 from __future__ import annotations
@@ -48,26 +49,27 @@ def main() -> None:
     folders = {"shipped": str(default_temporal("memory")), **{m: m for m in args.memories}}
     objective = ObjectiveConfig(clip_frames=4, caption_dropout=0.0, noising="lcm_stream", lcm_steps=args.lcm_steps,
                                 loss_space="x0", guidance=args.guidance)
-    params, task = {}, None
+    runs = {}  # name -> (the objective of that memory's layout, its parameters): folders may differ in layout
     for name, folder in folders.items():
         tcfg = read_temporal_config(folder)
         task = SVDiffTask(model, temporal=tcfg, objective=objective)
-        params[name] = nnx.state(load_temporal(temporal_unet(model.unet, tcfg), folder).temporal).to_pure_dict()
-    params = {"zero": task.init_params(jax.random.key_data(jax.random.key(0))), **params}
-    loss = jax.jit(lambda p, batch, k: task.loss_and_grads(p, task.frozen, batch, k)[0])
+        loss = jax.jit(lambda p, b, k, t=task: t.loss_and_grads(p, t.frozen, b, k)[0])
+        if name == "shipped":  # the zero memory: the shipped layout with its output projections at zero
+            runs["zero"] = (loss, task.init_params(jax.random.key_data(jax.random.key(0))))
+        runs[name] = (loss, nnx.state(load_temporal(temporal_unet(model.unet, tcfg), folder).temporal).to_pure_dict())
+    frames = lambda v: v.reshape(-1, *v.shape[2:])  # noqa: E731
     latent = jax.jit(lambda v: encode_latents(model.vae, v.astype(jnp.float32) / 127.5 - 1.0))
     rows = []
     for kind in EDIT_KINDS:
         edits = ToyEdits(ToyWorld(123, frames=16, size=64), kinds=(kind,))
-        vals: dict[str, list[float]] = {name: [] for name in [*params, "source as output"]}
+        vals: dict[str, list[float]] = {name: [] for name in [*runs, "source as output"]}
         for i in (0, 2):
             items = [edits[i], edits[i + 1]]
             batch = {k: jnp.asarray(np.stack([x[k] for x in items])) for k in ("video", "edited")}
             batch["ids"] = jnp.asarray(np.stack([tokenize(model.tokenizer, x["caption"], max_length=77)[0]
                                                  for x in items]))
-            for name, p in params.items():
-                vals[name].append(float(loss(p, batch, jax.random.key(i))))
-            frames = lambda v: v.reshape(-1, *v.shape[2:])  # noqa: E731
+            for name, (loss, params) in runs.items():
+                vals[name].append(float(loss(params, batch, jax.random.key(i))))
             vals["source as output"].append(float(jnp.mean((latent(frames(batch["video"])) -
                                                             latent(frames(batch["edited"]))) ** 2)))
         row = {"kind": kind, **{name: round(float(np.mean(v)), 4) for name, v in vals.items()}}
