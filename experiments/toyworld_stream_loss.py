@@ -7,9 +7,10 @@ only reproduced the source would score that.
     python experiments/toyworld_stream_loss.py --memories runs/toyworld/memory-stream/export
 
 Held-out edit pairs: ``ToyWorld(seed=123)``, 16 frames in clips of 4, two batches of two videos
-per kind; the stream's defaults as trained (2 LCM steps, guidance 1; both settable). Writes
-``outputs/bench/toyworld_stream_loss_k<steps>_g<guidance>.json`` (``--update-results``:
-experiments/results/).
+per kind; the stream's defaults as trained (2 LCM steps, guidance 1, LCM inversion; all settable:
+``--inversion consistency --guidance 6`` is the built-in model's stream). Writes
+``outputs/bench/toyworld_stream_loss_k<steps>_g<guidance>[_consistency].json``
+(``--update-results``: experiments/results/).
 """
 
 from __future__ import annotations
@@ -30,6 +31,7 @@ def main() -> None:
     ap.add_argument("--memories", nargs="*", default=[], help="exported memory folders (besides the shipped one)")
     ap.add_argument("--lcm-steps", type=int, default=2, help="the stream's LCM steps")
     ap.add_argument("--guidance", type=float, default=1.0, help="the stream's CFG lambda (0: no CFG)")
+    ap.add_argument("--inversion", default="lcm", choices=("lcm", "consistency"), help="the stream's inversion mode")
     add_output_args(ap)
     args = ap.parse_args()
 
@@ -48,7 +50,7 @@ def main() -> None:
     model = default_bundle()
     folders = {"shipped": str(default_temporal("memory")), **{m: m for m in args.memories}}
     objective = ObjectiveConfig(clip_frames=4, caption_dropout=0.0, noising="lcm_stream", lcm_steps=args.lcm_steps,
-                                loss_space="x0", guidance=args.guidance)
+                                loss_space="x0", guidance=args.guidance, inversion=args.inversion)
     runs = {}  # name -> (the objective of that memory's layout, its parameters): folders may differ in layout
     for name, folder in folders.items():
         tcfg = read_temporal_config(folder)
@@ -75,7 +77,8 @@ def main() -> None:
         row = {"kind": kind, **{name: round(float(np.mean(v)), 4) for name, v in vals.items()}}
         print(row, flush=True)
         rows.append(row)
-    name = f"toyworld_stream_loss_k{args.lcm_steps}_g{args.guidance:g}"
+    name = f"toyworld_stream_loss_k{args.lcm_steps}_g{args.guidance:g}" + ("" if args.inversion == "lcm" else
+                                                                           f"_{args.inversion}")
     print(f"wrote {write_results(name, {'rows': rows}, args.update_results)}")
 
 

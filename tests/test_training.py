@@ -231,7 +231,10 @@ def stream_reference(trainable, frozen, data, key, tr):
     mean) inverted up the LCM timesteps with the base UNet and the empty prompt, then each LCM
     step written out — CFG rows [caption; empty], each step with its own state, the consistency
     boundary scalings, re-noising with the video's noise of that step — and the MSE of every
-    step's denoised latent to the edited frame's; one total loss differentiated once."""
+    step's denoised latent to the edited frame's; one total loss differentiated once. Consistency
+    mode: no inversion; both branches start from the video's noise and a third row, the source
+    with the empty prompt, corrects the edit's noise by ``e_cons - eps_src`` (FastVideoEdit's
+    eq. written out) and is itself re-noised onto the source latent. ``steady``: see the test."""
     from jaxvid.pipelines.autoencode import encode_latents
     from jaxvid.schedulers import lcm_timesteps
 
@@ -248,28 +251,59 @@ def stream_reference(trainable, frozen, data, key, tr):
 
     inverted = functools.partial(invert_plainly, base, s, empty, table)
 
+    cons, steady = cfg.inversion == "consistency", cfg.stream_loss == "steady"
+    rows = 3 if cons else 2
+    ctx = jnp.concatenate([text, empty] + [empty] * cons)
+
+    def stream_plainly(unet, src):
+        """Every LCM step's denoised latent for one frame, ``unet(step, rows, t) -> out``."""
+        if cons:
+            x = xs = jax.random.normal(jax.random.fold_in(key, 3), src.shape)
+        else:
+            x, xs = inverted(src), None
+        dens = []
+        for i, t in enumerate(table):
+            out = unet(i, jnp.concatenate([x, x] + [xs] * cons), t)
+            eps = (1 + lam) * out[:B] - lam * out[B:2 * B]
+            a = s.alphas_cumprod[t]
+            noise = jax.random.normal(jax.random.fold_in(jax.random.fold_in(key, 1), i), x.shape)
+            if cons:
+                eps = eps + (xs - jnp.sqrt(a) * src) / jnp.sqrt(1 - a) - out[2 * B:]
+            c_skip, c_out = 0.25 / ((10.0 * t) ** 2 + 0.25), 10.0 * t / np.sqrt((10.0 * t) ** 2 + 0.25)
+            den = c_out * (x - jnp.sqrt(1 - a) * eps) / jnp.sqrt(a) + c_skip * x
+            dens.append(den)
+            if i + 1 < len(table):
+                a_prev = s.alphas_cumprod[table[i + 1]]
+                x = jnp.sqrt(a_prev) * den + jnp.sqrt(1 - a_prev) * noise
+                xs = jnp.sqrt(a_prev) * src + jnp.sqrt(1 - a_prev) * noise if cons else None
+        return dens
+
     def total(params):
         model = g.model(frozen[0], params)
-        states = [model.init_state(2 * B, (8, 8)) for _ in table]
-        clip_losses = []
+        states = [model.init_state(rows * B, (8, 8)) for _ in table]
+        clip_losses, prev = [], None  # steady: the previous frame's (denoised latents, source latent)
         for k in range(N // L):
             states = jax.lax.stop_gradient(states) if k else states
+            prev = jax.lax.stop_gradient(prev) if k else None
             frame_losses = []
             for j in range(L):
-                z0, x = latent(edited[:, k * L + j]), inverted(latent(video[:, k * L + j]))
-                errs = []
-                for i, t in enumerate(table):
-                    out, states[i] = model(jnp.concatenate([x, x]), jnp.full((2 * B,), t),
-                                           jnp.concatenate([text, empty]), states[i])
-                    eps = (1 + lam) * out[:B] - lam * out[B:]
-                    a = s.alphas_cumprod[t]
-                    c_skip, c_out = 0.25 / ((10.0 * t) ** 2 + 0.25), 10.0 * t / np.sqrt((10.0 * t) ** 2 + 0.25)
-                    den = c_out * (x - jnp.sqrt(1 - a) * eps) / jnp.sqrt(a) + c_skip * x
-                    errs.append(jnp.mean((den - z0) ** 2))
-                    if i + 1 < len(table):
-                        a_prev = s.alphas_cumprod[table[i + 1]]
-                        noise = jax.random.normal(jax.random.fold_in(jax.random.fold_in(key, 1), i), x.shape)
-                        x = jnp.sqrt(a_prev) * den + jnp.sqrt(1 - a_prev) * noise
+                z0, src = latent(edited[:, k * L + j]), latent(video[:, k * L + j])
+
+                def with_memory(i, rows_in, t, st=states):  # st: this clip's states, updated in place
+                    out, st[i] = model(rows_in, jnp.full((rows * B,), t), ctx, st[i])
+                    return out
+
+                dens = stream_plainly(with_memory, src)
+                if not steady:
+                    frame_losses.append(jnp.mean(jnp.stack([jnp.mean((d - z0) ** 2) for d in dens])))
+                    continue
+                anchor = stream_plainly(lambda i, rows_in, t: base(rows_in, jnp.full((rows * B,), t), ctx), src)
+                errs = [cfg.anchor_weight * jnp.mean((d - jax.lax.stop_gradient(a)) ** 2)
+                        for d, a in zip(dens, anchor, strict=True)]
+                if prev is not None:
+                    errs = [e + jnp.mean(((d - pd) - (src - prev[1])) ** 2)
+                            for e, d, pd in zip(errs, dens, prev[0], strict=True)]
+                prev = (dens, src)
                 frame_losses.append(jnp.mean(jnp.stack(errs)))
             clip_losses.append(jnp.mean(jnp.stack(frame_losses)))
         return jnp.mean(jnp.stack(clip_losses))
@@ -278,11 +312,15 @@ def stream_reference(trainable, frozen, data, key, tr):
 
 
 @pytest.mark.slow
-def test_unrolled_stream_objective_equals_plain_loops(trained, micro):
-    """``lcm_stream`` (the stream's own inversion and LCM steps under CFG, trained end to end on
-    edit pairs) against the plain transcription above, with a guidance other than 1 so that
-    lambda is seen to enter."""
-    tr = make_trainer(micro, noising="lcm_stream", lcm_steps=2, loss_space="x0", caption_dropout=0.0, guidance=1.5)
+@pytest.mark.parametrize("inversion,loss", [("lcm", "edit"), ("consistency", "edit"), ("consistency", "steady")])
+def test_unrolled_stream_objective_equals_plain_loops(trained, micro, inversion, loss):
+    """``lcm_stream`` (the stream's own inversion — or its inversion-free consistency mode — and
+    LCM steps under CFG, trained end to end on edit pairs) against the plain transcription above,
+    with a guidance other than 1 so that lambda is seen to enter; ``steady``: the frame-to-frame
+    change against the source's (across the clip boundary too) plus the anchor to the stream
+    without temporal modules, at a weight other than the default."""
+    tr = make_trainer(micro, noising="lcm_stream", lcm_steps=2, loss_space="x0", caption_dropout=0.0, guidance=1.5,
+                      inversion=inversion, stream_loss=loss, anchor_weight=0.3)
     params, data, key = trained["init"], batch(tr, n=4), jax.random.key(3)
     params = jax.tree.map(lambda a: a + 0.05 * np.random.default_rng(0).standard_normal(a.shape, np.float32), params)
     ours = loss_and_grads(tr.task, params, tr.frozen, data, key)

@@ -49,7 +49,16 @@ REMAT = ("none", "frame", "block")
 #   distilled UNet), each step (and row) with its own memory, each later step fed the previous
 #   step's output re-noised with the video's fixed noise; the loss is the MSE of every step's
 #   denoised latent to the edited frame's. Frames are encoded by the posterior mean, as the
-#   stream does; captions are not dropped (the empty prompt is the CFG row).
+#   stream does; captions are not dropped (the empty prompt is the CFG row). With
+#   ``inversion="consistency"`` the frame is not inverted: the stream's inversion-free mode, a
+#   source row (empty prompt) steered onto the frame by the consistency noise beside the edit rows,
+#   both starting from the video's fixed noise.
+#   ``stream_loss`` says what every step's denoised latent is scored against: ``edit``, the edited
+#   frame's latent (above); ``steady`` (a temporal-consistency loss, beyond the paper), its change
+#   from the previous frame against the *source's* change (the output should move as the input
+#   moves, whatever the edit) plus ``anchor_weight`` x its distance to what the same stream gives
+#   without temporal modules (keep the base model's edit, lose its flicker). ``steady`` needs no
+#   ground-truth edit: the edit pairs only supply the target captions.
 NOISING = ("gaussian", "fixed", "lcm_inversion", "lcm_edit", "lcm_stream")
 # target: MSE to the schedule's training target (the paper); x0: MSE of the clean latent the
 # prediction implies, what an LCM step outputs (epsilon space weights it by a / (1 - a): 0.0047 at
@@ -57,6 +66,8 @@ NOISING = ("gaussian", "fixed", "lcm_inversion", "lcm_edit", "lcm_stream")
 LOSS_SPACES = ("target", "x0")
 LCM_NOISING = ("lcm_inversion", "lcm_edit", "lcm_stream")
 EDIT_NOISING = ("lcm_edit", "lcm_stream")  # trained on edit pairs (data.source="toyworld_edits")
+STREAM_INVERSIONS = ("lcm", "consistency")  # lcm_stream: the stream's inversion modes it can train for
+STREAM_LOSSES = ("edit", "steady")  # lcm_stream: what each step's denoised latent is scored against
 
 
 @dataclasses.dataclass(frozen=True)
@@ -73,6 +84,9 @@ class ObjectiveConfig:
     inversion_share: float = 1.0  # lcm_*: share of videos inverted at the first timestep
     loss_space: str = "target"  # see LOSS_SPACES
     guidance: float = 1.0  # lcm_stream: the stream's lambda in (1 + lambda) eps_c - lambda eps_uc
+    inversion: str = "lcm"  # lcm_stream: the stream's inversion mode (StreamConfig.inversion), see STREAM_INVERSIONS
+    stream_loss: str = "edit"  # lcm_stream: see STREAM_LOSSES
+    anchor_weight: float = 0.5  # lcm_stream, steady: weight of the distance to the stream without temporal modules
 
     def __post_init__(self) -> None:
         if self.clip_frames < 1 or not 0.0 <= self.caption_dropout <= 1.0:
@@ -93,6 +107,15 @@ class ObjectiveConfig:
             raise ValueError("noising='lcm_stream' scores each LCM step's denoised latent and keeps every caption "
                              f"(the empty prompt is its CFG row): set loss_space='x0' and caption_dropout=0, got "
                              f"{self.loss_space!r} and {self.caption_dropout}")
+        if self.inversion not in STREAM_INVERSIONS:
+            raise ValueError(f"inversion must be one of {STREAM_INVERSIONS}, got {self.inversion!r}")
+        if self.stream_loss not in STREAM_LOSSES:
+            raise ValueError(f"stream_loss must be one of {STREAM_LOSSES}, got {self.stream_loss!r}")
+        if (self.inversion, self.stream_loss) != ("lcm", "edit") and self.noising != "lcm_stream":
+            raise ValueError(f"inversion={self.inversion!r} and stream_loss={self.stream_loss!r} are modes of "
+                             f"noising='lcm_stream' only, got noising={self.noising!r}")
+        if self.anchor_weight < 0:
+            raise ValueError(f"anchor_weight must be >= 0, got {self.anchor_weight}")
         if not 1 <= self.lcm_steps <= self.original_inference_steps:
             raise ValueError(f"need 1 <= lcm_steps <= original_inference_steps, got {self.lcm_steps}, "
                              f"{self.original_inference_steps}")
@@ -170,19 +193,27 @@ def loss_and_grads(trainable, frozen, batch: dict, key: jax.Array, *, graphs: Gr
             return base(x, jnp.full((B,), tt), empty, timestep_cond=cond)
 
     stream = cfg.noising == "lcm_stream"
-    rows, guide = 1, None  # lcm_stream: UNet rows per step, and the guidance embedding of a distilled UNet
+    consistency = stream and cfg.inversion == "consistency"
+    steady = stream and cfg.stream_loss == "steady"
+    # lcm_stream: UNet rows per step ([edit cond] (+ [edit uncond]) (+ [source])), and the guidance
+    # embedding of a distilled UNet (every row gets it, as in the stream)
+    uncond_row = stream and cfg.guidance > 0 and not base.config.time_cond_proj_dim
+    rows, guide = 1 + int(uncond_row) + int(consistency), None
     if stream and base.config.time_cond_proj_dim:
         guide = jnp.broadcast_to(guidance_scale_embedding(jnp.float32(cfg.guidance), base.config.time_cond_proj_dim),
-                                 (B, base.config.time_cond_proj_dim))
-    elif stream and cfg.guidance > 0:
-        rows = 2
+                                 (rows * B, base.config.time_cond_proj_dim))
 
     def init_state(model):
-        """A fresh temporal state: per video, or (lcm_stream) per LCM step and row, like the stream's."""
+        """A fresh temporal state: per video, or (lcm_stream) per LCM step and row, like the stream's;
+        ``steady`` also carries the previous frame's denoised latents and source latent."""
         if not stream:
             return model.init_state(B, latent_hw)
         one = model.init_state(rows * B, latent_hw)
-        return jax.tree.map(lambda a: jnp.broadcast_to(a, (cfg.lcm_steps, *a.shape)), one)
+        state = jax.tree.map(lambda a: jnp.broadcast_to(a, (cfg.lcm_steps, *a.shape)), one)
+        if not steady:
+            return state
+        z = jnp.zeros((B, *latent_hw, base.config.in_channels), jnp.float32)
+        return state, (jnp.stack([z] * cfg.lcm_steps), z, jnp.bool_(False))
 
     def noisy_latent(z_in, z0, k_noise):
         """``(x_t, the noise it holds)`` for one frame of every video (see NOISING): ``z0`` is
@@ -216,22 +247,50 @@ def loss_and_grads(trainable, frozen, batch: dict, key: jax.Array, *, graphs: Gr
             pixels = frame.astype(jnp.float32) / 127.5 - 1.0
             return jax.lax.stop_gradient(encode_latents(vae, pixels, k_enc).astype(jnp.float32))
 
-        def stream_step(state, z_in, z0):
-            """lcm_stream: the stream's LCM steps on one frame -> (state, per-video loss)."""
-            x = jax.lax.stop_gradient(lcm_invert(base_eps, schedule, z_in, table))
-            ctx = context if rows == 1 else jnp.concatenate([context, empty])
-            states, errs = [], []
+        def unroll(unet, z_in):
+            """lcm_stream: the stream's LCM steps on one frame's latent ``z_in`` with ``unet(i, rows,
+            t, context) -> out`` -> every step's denoised latent."""
+            if consistency:  # edit and source branches start from the video's fixed noise
+                x = xs = jax.random.normal(jax.random.fold_in(key, 3), z_in.shape, jnp.float32)
+            else:
+                x, xs = jax.lax.stop_gradient(lcm_invert(base_eps, schedule, z_in, table)), None
+            ctx = jnp.concatenate([context] + [empty] * (rows - 1))
+            dens = []
             for i in range(cfg.lcm_steps):
                 tt, last = table[i], i == cfg.lcm_steps - 1
-                out, s = denoise(jax.tree.map(lambda a, i=i: a[i], state), jnp.concatenate([x] * rows),
-                                 jnp.full((rows * B,), tt), ctx, guide)
-                out = out.astype(jnp.float32)
-                eps = out if rows == 1 else (1 + cfg.guidance) * out[:B] - cfg.guidance * out[B:]
-                noise = jax.random.normal(jax.random.fold_in(k_video, i), z0.shape, jnp.float32)
-                x, den = lcm_step(schedule, eps, tt, x, 0 if last else table[i + 1], noise, is_last=last)
+                prev_t = 0 if last else table[i + 1]
+                out = unet(i, jnp.concatenate([x] * (1 + int(uncond_row)) + [xs] * int(consistency)),
+                           jnp.full((rows * B,), tt), ctx).astype(jnp.float32)
+                eps = (1 + cfg.guidance) * out[:B] - cfg.guidance * out[B:2 * B] if uncond_row else out[:B]
+                noise = jax.random.normal(jax.random.fold_in(k_video, i), z_in.shape, jnp.float32)
+                if consistency:  # the source row's error against the noise that leads back to the frame
+                    a, a_prev = schedule.alpha(tt), schedule.alpha(prev_t)
+                    eps = eps + (xs - jnp.sqrt(a) * z_in) / jnp.sqrt(1 - a) - out[-B:]
+                    xs = jnp.sqrt(a_prev) * z_in + jnp.sqrt(1 - a_prev) * noise
+                x, den = lcm_step(schedule, eps, tt, x, prev_t, noise, is_last=last)
+                dens.append(den)
+            return jnp.stack(dens)
+
+        def stream_step(state, z_in, z0):
+            """lcm_stream: the stream on one frame -> (state, per-video loss)."""
+            mem, prev = state if steady else (state, None)
+            states = []
+
+            def with_memory(i, rows_in, tt, ctx):
+                out, s = denoise(jax.tree.map(lambda a: a[i], mem), rows_in, tt, ctx, guide)
                 states.append(s)
-                errs.append(jnp.mean((den - z0) ** 2, axis=(1, 2, 3)))
-            return jax.tree.map(lambda *a: jnp.stack(a), *states), jnp.mean(jnp.stack(errs), axis=0)
+                return out
+
+            dens = unroll(with_memory, z_in)  # [steps, B, h, w, c]
+            mem = jax.tree.map(lambda *a: jnp.stack(a), *states)
+            if not steady:
+                return mem, jnp.mean((dens - z0) ** 2, axis=(0, 2, 3, 4))
+            prev_dens, prev_src, has_prev = prev
+            anchor = jax.lax.stop_gradient(unroll(lambda i, rows_in, tt, ctx: base(rows_in, tt, ctx, timestep_cond=guide),
+                                                  z_in))
+            moved = ((dens - prev_dens) - (z_in - prev_src)) ** 2
+            err = jnp.where(has_prev, moved, 0.0) + cfg.anchor_weight * (dens - anchor) ** 2
+            return (mem, (dens, z_in, jnp.bool_(True))), jnp.mean(err, axis=(0, 2, 3, 4))
 
         def frame_step(state, inp):
             frame, edited_frame, fkey = inp
@@ -272,7 +331,7 @@ def loss_and_grads(trainable, frozen, batch: dict, key: jax.Array, *, graphs: Gr
         over_clips, (start, zeros), (jnp.arange(K), clips, edited_clips, jax.random.split(k_clips, K))
     )
     grads = jax.tree.map(lambda g: g / K, gsum)
-    return losses.mean(), grads, {"per_video_loss": per_video.mean(axis=0), "state_rms": state_rms(state)}
+    return losses.mean(), grads, {"per_video_loss": per_video.mean(axis=0), "state_rms": state_rms(state[0] if steady else state)}
 
 
 class SVDiffTask:
