@@ -1,6 +1,7 @@
 """The ``jaxvid`` command end to end (in-process through ``main``, or as a subprocess where a
 real pipe, a signal or a fresh process matters)."""
 
+import dataclasses
 import json
 import os
 import subprocess
@@ -187,6 +188,21 @@ def test_edit_second_process_compiles_nothing(tmp_path):
         assert r.returncode == 0, r.stderr.decode()[-2000:]
         runs.append(json.loads(r.stdout.decode().strip().splitlines()[-1]))
     assert runs[0]["compiled"] > 0 and runs[1]["compiled"] == 0, runs
+
+
+def test_stream_config_uses_the_builtin_preset_only_with_the_builtin_model(tmp_path):
+    """The built-in model streams with its measured settings (configs/stream.py); a --model
+    folder gets the paper's defaults; flags still win over either."""
+    from configs.stream import BUILTIN
+    from jaxvid.cli import parse
+    from jaxvid.cli.stream import build_config
+    from jaxvid.pipelines.svdiff import StreamConfig
+
+    builtin = build_config(parse(["stream", "in.mp4", "--prompt", "x"])).stream
+    assert {k: builtin[k] for k in BUILTIN} == BUILTIN
+    paper = build_config(parse(["stream", "in.mp4", "--prompt", "x", "--model", str(tmp_path)])).stream
+    assert paper.to_dict() == dataclasses.asdict(StreamConfig())
+    assert build_config(parse(["stream", "in.mp4", "--prompt", "x", "--inversion", "lcm", "--steps", "3"])).stream.inversion == "lcm"
 
 
 def test_stream_file_and_drop_policy(tmp_path, capsys):

@@ -55,7 +55,7 @@ def run(args: argparse.Namespace) -> int:
     if args.clip is not None and not args.clip.is_dir():
         raise FileNotFoundError(f"CLIP folder not found: {args.clip}")
     cfg = edit_config(args.preset + ("" if args.model or "builtin" in args.preset else ",builtin"))
-    cfg.stream = stream_config().stream
+    cfg.stream = stream_config(None if args.model else "builtin").stream
     apply_overrides(cfg, args.set)
     edit_cfg = FastVideoEditConfig(**{k: tuple(v) if isinstance(v, list) else v for k, v in cfg.edit.to_dict().items()})
     stream_cfg = StreamConfig(**cfg.stream.to_dict())

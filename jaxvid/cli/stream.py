@@ -38,9 +38,9 @@ def add_parser(sub) -> None:
                     "default: the built-in model's trained module, else untrained modules")
     st.add_argument("--temporal", choices=sorted(TEMPORAL_MODULES),
                     help="temporal module when no --memory is given (default: memory)")
-    st.add_argument("--inversion", choices=MODES, help="how a frame reaches the first timestep (default: lcm)")
-    st.add_argument("--steps", type=positive_int, help="LCM steps per frame (default: 3)")
-    st.add_argument("--guidance", type=nonneg_float, help="lambda in (1+l) eps_c - l eps_uc; 0 = no CFG (default: 1)")
+    st.add_argument("--inversion", choices=MODES, help="how a frame reaches the first timestep (default: lcm; consistency with the built-in model)")
+    st.add_argument("--steps", type=positive_int, help="LCM steps per frame (default: 3; 2 with the built-in model)")
+    st.add_argument("--guidance", type=nonneg_float, help="lambda in (1+l) eps_c - l eps_uc; 0 = no CFG (default: 1; 6 with the built-in model)")
     st.add_argument("--strength", type=positive_float, help="noise mode: share of the schedule re-run (default: 0.6)")
     st.add_argument("--guidance-mode", choices=GUIDANCE_MODES, help="cfg: conditional + unconditional rows with "
                     "their own memories (the paper); rcfg: residual CFG, no unconditional row; embedding: a distilled "
@@ -66,7 +66,7 @@ def build_config(args: argparse.Namespace):
     from configs.stream import get_config
     from jaxvid.overrides import apply_overrides
 
-    cfg = get_config()
+    cfg = get_config(None if args.model else "builtin")
     for flag, key in (("size", "size"), ("policy", "policy"), ("steps", "stream.steps"),
                       ("guidance", "stream.guidance"), ("inversion", "stream.inversion"),
                       ("strength", "stream.strength"), ("guidance_mode", "stream.guidance_mode"),
