@@ -16,6 +16,10 @@ Sections (each a ``jaxvid eval`` run, resumable: finished videos are not recompu
   — these need the ablation stages (``tools/build_toyworld.py --ablations``) in ``--runs``;
 * ``identity``: the identity edit (target prompt = source prompt) against the source.
 
+``--stream`` picks the streaming settings: ``paper`` (the default, what the committed report used:
+the paper's LCM inversion, 3 steps, lambda 1) or ``builtin`` (``configs/stream.py:builtin``, what
+``jaxvid stream`` and ``jaxvid eval`` now use with the built-in model).
+
 Each section writes summary.md / summary.csv / summary.png and contact sheets; ``report.md``
 gathers every table. Clips are toy-world scenes of seed 7 (training used seed 0), cycling the
 four edit kinds.
@@ -40,7 +44,16 @@ FVE = ["fve", "fve-no_cf_masa", "fve-no_bg_masa", "fve-no_reca", "fve-no_blend",
        "per_frame"]
 
 
-def identity(out: Path, clips: int, frames: int) -> str:
+def stream_sets(stream: str) -> list[str]:
+    """``jaxvid eval --set`` items for the streaming settings (see the module docstring)."""
+    from configs.stream import BUILTIN
+    from jaxvid.pipelines.svdiff import StreamConfig
+
+    values = BUILTIN if stream == "builtin" else {k: getattr(StreamConfig(), k) for k in BUILTIN}
+    return [a for k, v in values.items() for a in ("--set", f"stream.{k}={v!r}")]
+
+
+def identity(out: Path, clips: int, frames: int, stream: str) -> str:
     """PSNR of the identity edit to the source (FastVideoEdit and SVDiff's trained memory)."""
     import numpy as np
 
@@ -56,7 +69,8 @@ def identity(out: Path, clips: int, frames: int) -> str:
 
     bundle = default_bundle()
     edit_cfg = FastVideoEditConfig(**get_config("attribute,builtin").edit.to_dict())
-    kw = dict(model_dir=default_model_dir(), edit_config=edit_cfg, stream_config=StreamConfig(**stream_config().stream.to_dict()))
+    kw = dict(model_dir=default_model_dir(), edit_config=edit_cfg,
+              stream_config=StreamConfig(**stream_config("builtin" if stream == "builtin" else None).stream.to_dict()))
     rows = []
     for name in ("fve", "svdiff", "svdiff-zero"):
         m = build(name, bundle, **kw)
@@ -82,6 +96,7 @@ def main() -> None:
     ap.add_argument("--clips", type=int, default=8, help="toy clips per section (lengths: half as many)")
     ap.add_argument("--frames", type=int, default=16)
     ap.add_argument("--runs", type=Path, default=Path("runs/toyworld"), help="ablation stages' training runs")
+    ap.add_argument("--stream", choices=("paper", "builtin"), default="paper", help="streaming settings")
     add_output_args(ap)
     args = ap.parse_args()
     if args.clips < 1 or args.frames < 2:
@@ -96,14 +111,16 @@ def main() -> None:
         report += [f"## {section}" + (f" ({TABLES[section]})" if section in TABLES else ""), ""]
         out = root / section
         if section == "identity":
-            report += [identity(out, args.clips, args.frames), ""]
+            report += [identity(out, args.clips, args.frames, args.stream), ""]
             continue
         if section in TABLES:
-            run_table(TABLES[section], out, runs=args.runs, clips=args.clips, frames=args.frames)
+            run_table(TABLES[section], out, runs=args.runs, clips=args.clips, frames=args.frames,
+                      extra=stream_sets(args.stream))
         else:
             ds = f"toyworld:{args.clips}:{args.frames}"
             runs = [("", FVE, [])] if section == "fve" else [
-                (n, ["svdiff", "svdiff-zero"], ["--set", f"stream.noise={n}"]) for n in ("fresh", "fixed")]
+                (n, ["svdiff", "svdiff-zero"], ["--set", f"stream.noise={n}", *stream_sets(args.stream)])
+                for n in ("fresh", "fixed")]
             for sub, methods, extra in runs:
                 if cli(["eval", "--dataset", ds, "--methods", *methods, "-o", str(out / sub), *extra]):
                     raise SystemExit(f"jaxvid eval failed for {section} {sub}")

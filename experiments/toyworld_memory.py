@@ -18,7 +18,8 @@ on the quality test's clips (``ToyWorld(seed=7)`` clips 2-7, background-colour e
 A first row scores the unedited source as if it were the output: it has the ground truth's
 motion, so it bounds the temporal measures of a method that stops editing.
 
-Writes ``outputs/bench/toyworld_memory.json`` (``--update-results``: experiments/results/, which
+Writes ``outputs/bench/toyworld_memory.json`` (a subset of the settings:
+``toyworld_memory_<settings>.json``; ``--update-results``: experiments/results/, which
 docs/toyworld.md reads).
 """
 
@@ -40,6 +41,7 @@ SETTINGS = {  # name -> StreamConfig overrides
     "lcm3_fixed": dict(steps=3),  # the stream's default number of steps
     "noise_fixed": dict(steps=2, inversion="noise"),
     "noise_fresh": dict(steps=2, inversion="noise", noise="fresh"),
+    "builtin": None,  # configs/stream.py:builtin, what `jaxvid stream` uses with the built-in model
 }
 
 
@@ -73,6 +75,7 @@ def main() -> None:
     add_output_args(ap)
     args = ap.parse_args()
 
+    from configs.stream import BUILTIN
     from jaxvid.data.toyworld import ToyWorld
     from jaxvid.evaluation.datasets import EvalItem
     from jaxvid.evaluation.methods import build
@@ -85,7 +88,7 @@ def main() -> None:
     edits = [ToyWorld(7, size=64).edit(i, "background_color", frames=24) for i in range(2, 8)]
     rows = [measure("none", "source (unedited)", [e.source for e in edits], edits, toy_metrics)]
     for setting in args.settings:
-        stream = dataclasses.replace(StreamConfig(), **SETTINGS[setting])
+        stream = dataclasses.replace(StreamConfig(), **(SETTINGS[setting] or BUILTIN))
         for name in methods:
             m = build(name, model, model_dir=default_model_dir(), edit_config=None, stream_config=stream)
             outs = [m.run(EvalItem(str(i), e.source, e.source_caption, e.target_caption, e.kind, e))[0]
@@ -97,7 +100,8 @@ def main() -> None:
                 rows[-1]["identity_psnr"] = round(float(np.mean([psnr(np.asarray(o), e.source)
                                                                  for o, e in zip(same, edits, strict=True)])), 3)
                 print({"identity_psnr": rows[-1]["identity_psnr"]}, flush=True)
-    print(f"wrote {write_results('toyworld_memory', {'rows': rows}, args.update_results)}")
+    name = "toyworld_memory" + ("" if args.settings == list(SETTINGS) else "_" + "_".join(args.settings))
+    print(f"wrote {write_results(name, {'rows': rows}, args.update_results)}")
 
 
 if __name__ == "__main__":

@@ -1,7 +1,6 @@
 """The toy world (generator and ground truth) and the built-in model trained on it: it loads in
 PyTorch too and gives the same image, and it edits correctly by measured thresholds."""
 
-import dataclasses
 
 import numpy as np
 import pytest
@@ -151,20 +150,21 @@ def test_trained_memory_lowers_the_held_out_objective(model):
 
 
 @pytest.mark.slow
-@pytest.mark.xfail(strict=True, reason="known gap, measured: the toy memory lowers the denoising loss but not "
-                   "the flicker of LCM-inverted 2-3-step edits (temporal PSNR 0.15-0.9 dB below a zero memory; "
-                   "trained 4x longer or on fixed noise: the same; trained on LCM-inverted latents (all or half "
-                   "the videos), on ground-truth edit pairs (lcm_edit) or through the stream itself (lcm_stream): "
-                   "steadier by not editing, colour accuracy 0 — the toy stream's own reconstruction error is 12-88x "
-                   "the edit's, so a memory first learns to repair it towards the source; docs/toyworld.md)")
+@pytest.mark.xfail(strict=True, reason="known gap, measured (docs/toyworld.md): in the built-in stream setting "
+                   "(consistency mode, lambda 6) the zero memory gives 31.00 dB / colour accuracy 0.33, the shipped "
+                   "memory 30.23 dB / 0.17; memories trained through that stream: against the edit 30.86 dB / 0.00 (it "
+                   "undoes the edit), with the temporal-consistency loss (stream_loss=steady) unchanged to 0.002 dB "
+                   "(a memory effect common to the rows cancels there). Under the paper's LCM inversion every objective "
+                   "tried ends steadier by not editing (steady loss: 28.26 dB but accuracy 0.035 vs 0.13)")
 @needs_model
 def test_trained_memory_is_more_temporally_consistent_than_none(model):
+    from configs.stream import get_config
     from jaxvid.evaluation.datasets import EvalItem
     from jaxvid.evaluation.methods import build
     from jaxvid.metrics.toyworld import toy_metrics
     from jaxvid.pipelines.svdiff import StreamConfig
 
-    stream = dataclasses.replace(StreamConfig(), steps=2)
+    stream = StreamConfig(**get_config("builtin").stream.to_dict())  # what `jaxvid stream` uses with this model
     results = {}
     for name in ("svdiff", "svdiff-zero"):
         m = build(name, model, model_dir=default_model_dir(), edit_config=None, stream_config=stream)
@@ -176,8 +176,9 @@ def test_trained_memory_is_more_temporally_consistent_than_none(model):
             vals.append((metrics["temporal_psnr"], metrics["attr_acc"]))
         results[name] = np.mean(vals, axis=0)
     # steadier *and still editing*: a memory that reproduces the source is perfectly steady (the
-    # source has the ground truth's motion) but edits nothing, as one trained on inverted latents did
-    assert results["svdiff"][0] > results["svdiff-zero"][0], results
+    # source has the ground truth's motion) but edits nothing, as one trained on inverted latents did;
+    # steadier by a visible margin (0.1 dB), not by float noise (the steady-loss memory: +0.001 dB)
+    assert results["svdiff"][0] > results["svdiff-zero"][0] + 0.1, results
     assert results["svdiff"][1] >= results["svdiff-zero"][1] - 0.05, results
 
 
