@@ -312,7 +312,8 @@ def stream_reference(trainable, frozen, data, key, tr):
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("inversion,loss", [("lcm", "edit"), ("consistency", "edit"), ("consistency", "steady")])
+@pytest.mark.parametrize("inversion,loss", [("lcm", "edit"), ("consistency", "edit"), ("lcm", "steady"),
+                                            ("consistency", "steady")])
 def test_unrolled_stream_objective_equals_plain_loops(trained, micro, inversion, loss):
     """``lcm_stream`` (the stream's own inversion — or its inversion-free consistency mode — and
     LCM steps under CFG, trained end to end on edit pairs) against the plain transcription above,
@@ -326,8 +327,11 @@ def test_unrolled_stream_objective_equals_plain_loops(trained, micro, inversion,
     ours = loss_and_grads(tr.task, params, tr.frozen, data, key)
     ref_loss, ref_grads = jax.jit(lambda p, f, d, k: stream_reference(p, f, d, k, tr))(params, tr.frozen, data, key)
     np.testing.assert_allclose(float(ours[0]), float(ref_loss), rtol=1e-5)
+    # grads: float32 noise scales with the leaf (lcm-steady, leaves up to 0.5: one element off by
+    # 1.8e-6 at 4.6e-4), so the absolute floor is 1e-5 of the leaf's largest value (>= 1e-6)
     for a, b in zip(jax.tree.leaves(ours[1]), jax.tree.leaves(ref_grads), strict=True):
-        np.testing.assert_allclose(np.asarray(a), np.asarray(b), rtol=1e-3, atol=1e-6)
+        b = np.asarray(b)
+        np.testing.assert_allclose(np.asarray(a), b, rtol=1e-3, atol=max(1e-6, 1e-5 * float(np.abs(b).max())))
 
 
 def test_remat_changes_memory_not_results(trained, micro):

@@ -247,13 +247,16 @@ def loss_and_grads(trainable, frozen, batch: dict, key: jax.Array, *, graphs: Gr
             pixels = frame.astype(jnp.float32) / 127.5 - 1.0
             return jax.lax.stop_gradient(encode_latents(vae, pixels, k_enc).astype(jnp.float32))
 
-        def unroll(unet, z_in):
-            """lcm_stream: the stream's LCM steps on one frame's latent ``z_in`` with ``unet(i, rows,
-            t, context) -> out`` -> every step's denoised latent."""
+        def start(z_in):
+            """lcm_stream: the frame at the first LCM timestep, ``(x, source branch or None)``."""
             if consistency:  # edit and source branches start from the video's fixed noise
-                x = xs = jax.random.normal(jax.random.fold_in(key, 3), z_in.shape, jnp.float32)
-            else:
-                x, xs = jax.lax.stop_gradient(lcm_invert(base_eps, schedule, z_in, table)), None
+                x = jax.random.normal(jax.random.fold_in(key, 3), z_in.shape, jnp.float32)
+                return x, x
+            return jax.lax.stop_gradient(lcm_invert(base_eps, schedule, z_in, table)), None
+
+        def unroll(unet, z_in, x, xs):
+            """lcm_stream: the stream's LCM steps on one frame's latent ``z_in`` from ``start(z_in)``
+            with ``unet(i, rows, t, context) -> out`` -> every step's denoised latent."""
             ctx = jnp.concatenate([context] + [empty] * (rows - 1))
             dens = []
             for i in range(cfg.lcm_steps):
@@ -281,13 +284,14 @@ def loss_and_grads(trainable, frozen, batch: dict, key: jax.Array, *, graphs: Gr
                 states.append(s)
                 return out
 
-            dens = unroll(with_memory, z_in)  # [steps, B, h, w, c]
+            x0 = start(z_in)  # shared with the anchor: the inversion is not run twice
+            dens = unroll(with_memory, z_in, *x0)  # [steps, B, h, w, c]
             mem = jax.tree.map(lambda *a: jnp.stack(a), *states)
             if not steady:
                 return mem, jnp.mean((dens - z0) ** 2, axis=(0, 2, 3, 4))
             prev_dens, prev_src, has_prev = prev
             anchor = jax.lax.stop_gradient(unroll(lambda i, rows_in, tt, ctx: base(rows_in, tt, ctx, timestep_cond=guide),
-                                                  z_in))
+                                                  z_in, *x0))
             moved = ((dens - prev_dens) - (z_in - prev_src)) ** 2
             err = jnp.where(has_prev, moved, 0.0) + cfg.anchor_weight * (dens - anchor) ** 2
             return (mem, (dens, z_in, jnp.bool_(True))), jnp.mean(err, axis=(0, 2, 3, 4))
