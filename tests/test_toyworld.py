@@ -1,7 +1,6 @@
 """The toy world (generator and ground truth) and the built-in model trained on it: it loads in
 PyTorch too and gives the same image, and it edits correctly by measured thresholds."""
 
-
 import numpy as np
 import pytest
 
