@@ -6,6 +6,7 @@ all of them and assembles the built-in model):
     jaxvid train --config configs/toyworld.py:t2i    --workdir runs/toyworld/t2i
     jaxvid train --config configs/toyworld.py:lcm    --workdir runs/toyworld/lcm
     jaxvid train --config configs/toyworld.py:svdiff --workdir runs/toyworld/svdiff    # the memory
+    jaxvid train --config configs/toyworld.py:svdiff,memory,objective=paper ...   # with the paper's objective
     jaxvid train --config configs/toyworld.py:svdiff,window --workdir runs/toyworld/window   # baselines
     jaxvid train --config configs/toyworld.py:svdiff,memory,hw=16 ...      # ablations: hw=, init=, frames=
 
@@ -82,10 +83,16 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
     elif stage == "svdiff":
         kind = mods[0] if mods and "=" not in mods[0] else "memory"
         opts = dict(m.split("=", 1) for m in mods if "=" in m)  # ablations: hw=N, init=NAME, frames=N
-        shipped = kind == "memory" and not opts  # the shipped memory: trained through the stream itself
-        steps = 60 if opts else 200 if shipped else 150  # ablations: short, all alike
-        c = _common(steps=steps, batch=2, frames=8 if shipped else int(opts.get("frames", 16)),
-                    lr=5e-3 if shipped else 1e-3)
+        # objective=stream: through SVDiff's stream with the temporal-consistency loss (the shipped
+        # memory's default); objective=paper: the paper's denoising objective (the baselines' and
+        # ablations' default; the memory shipped before: svdiff,memory,objective=paper)
+        objective = opts.pop("objective", "stream" if kind == "memory" and not opts else "paper")
+        if objective not in ("stream", "paper"):
+            raise ValueError(f"objective must be 'stream' or 'paper', got {objective!r}")
+        stream = objective == "stream"
+        steps = 60 if opts else 200 if stream else 300 if kind == "memory" else 150  # ablations: short, all alike
+        c = _common(steps=steps, batch=2, frames=int(opts.get("frames", 8 if stream else 16)),
+                    lr=5e-3 if stream else 1e-3)
         c.task = "svdiff"
         if opts:
             c.optim.warmup_steps = 12  # a fifth of the short ablation runs
@@ -93,11 +100,11 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
                                                  attention="auto", lora=f"{RUNS}/lcm/export"))
         hw = int(opts.get("hw", 8))
         c.temporal = _d(TemporalConfig(kind=kind, memory_hw=(hw, hw), memory_init=opts.get("init", "positional")))
-        if shipped:
+        if stream:
             # SVDiff's stream (LCM inversion, 2 steps, lambda 1) unrolled over toy edit pairs with the
             # temporal-consistency loss: frame-to-frame change of every step's output must follow the
-            # source's, anchored to the memory-free stream. The paper's denoising objective (the
-            # baselines and ablations below) made the stream no steadier (docs/toyworld.md)
+            # source's, anchored to the memory-free stream. The paper's denoising objective made the
+            # stream no steadier (docs/toyworld.md)
             c.data.source = "toyworld_edits"
             c.objective = _d(ObjectiveConfig(clip_frames=4, caption_dropout=0.0, noising="lcm_stream", lcm_steps=2,
                                              loss_space="x0", stream_loss="steady", anchor_weight=0.5))
@@ -105,6 +112,6 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
             c.objective = _d(ObjectiveConfig(clip_frames=min(4, c.data.frames), caption_dropout=0.1))
         c.sample.every = 300
     else:
-        raise ValueError(f"unknown toy-world stage {stage!r}: vae, t2i, lcm, svdiff[,<temporal kind>]")
+        raise ValueError(f"unknown toy-world stage {stage!r}: vae, t2i, lcm, svdiff[,<temporal kind>][,<key>=<value>]")
     c.stage = stage
     return c

@@ -53,7 +53,7 @@ TABLES = ("fve-table1", "fve-table2", "svdiff-table1", "svdiff-fig5", "svdiff-ta
 
 # the toy world's ablation modules (tools/build_toyworld.py --ablations writes them into --runs),
 # by table, all trained for the same number of steps; memory-hw8 (8x8, positional, 16-frame
-# videos: the shipped memory's settings) is each table's reference
+# videos, the paper's objective) is each table's reference
 TOY_ABLATIONS = {"svdiff-table3": ["memory-hw1", "memory-hw8", "memory-hw16"],
                  "svdiff-fig7": ["memory-frames4", "memory-frames8", "memory-hw8"],
                  "svdiff-fig8": ["memory-hw8", "memory-initlearned"]}

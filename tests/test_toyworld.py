@@ -116,6 +116,24 @@ def test_identity_edit_reproduces_the_source(model):
     assert np.mean(vals) >= IDENTITY_PSNR_MIN, vals
 
 
+def test_svdiff_stage_objectives():
+    """The shipped memory trains through the stream with the temporal-consistency loss; the
+    baselines and ablations (and ``objective=paper``: the memory shipped before) with the paper's
+    denoising objective; any other objective is refused."""
+    from configs.toyworld import get_config
+
+    c = get_config("svdiff")
+    assert (c.objective.noising, c.objective.stream_loss, c.data.source, c.data.frames) == (
+        "lcm_stream", "steady", "toyworld_edits", 8)
+    for arg in ("svdiff,memory,objective=paper", "svdiff,window", "svdiff,memory,hw=16"):
+        c = get_config(arg)
+        assert (c.objective.noising, c.data.source) == ("gaussian", "toyworld"), arg
+    assert (get_config("svdiff,memory,objective=paper").steps, get_config("svdiff,memory,objective=paper").data.frames) == (300, 16)
+    assert get_config("svdiff,window,objective=stream").objective.noising == "lcm_stream"
+    with pytest.raises(ValueError, match="objective"):
+        get_config("svdiff,memory,objective=denoise")
+
+
 def _trained_objective():
     """The objective and stream the shipped memory was trained with (configs/toyworld.py:svdiff)."""
     from configs.stream import get_config as stream_config

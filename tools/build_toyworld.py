@@ -27,7 +27,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 STAGES = ("vae", "t2i", "lcm", "svdiff", "svdiff,window", "svdiff,sliding", "svdiff,linear")
 # SVDiff's ablations (paper Table 3 and Figs. 7-8): trained with --ablations, kept in runs/ (not shipped)
-# (all with the same step count; memory-hw8 is their common reference, the shipped memory trains longer)
+# (all with the paper's objective and the same step count; memory-hw8 is their common reference; the
+# shipped memory trains differently: through the stream, with the temporal-consistency loss)
 ABLATIONS = ("svdiff,memory,hw=8", "svdiff,memory,hw=1", "svdiff,memory,hw=16", "svdiff,memory,init=learned",
              "svdiff,memory,frames=4", "svdiff,memory,frames=8")
 ASSET = Path(__file__).resolve().parent.parent / "jaxvid" / "assets" / "toyworld"
