@@ -106,8 +106,8 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
             # source's, anchored to the memory-free stream. The paper's denoising objective made the
             # stream no steadier (docs/toyworld.md)
             c.data.source = "toyworld_edits"
-            c.objective = _d(ObjectiveConfig(clip_frames=4, caption_dropout=0.0, noising="lcm_stream", lcm_steps=2,
-                                             loss_space="x0", stream_loss="steady", anchor_weight=0.5))
+            c.objective = _d(ObjectiveConfig(clip_frames=min(4, c.data.frames), caption_dropout=0.0, noising="lcm_stream",
+                                             lcm_steps=2, loss_space="x0", stream_loss="steady", anchor_weight=0.5))
         else:
             c.objective = _d(ObjectiveConfig(clip_frames=min(4, c.data.frames), caption_dropout=0.1))
         c.sample.every = 300
